@@ -1,0 +1,136 @@
+"""Command line: ``python -m landmark_study <command>``.
+
+Commands
+  run CONFIG.yaml [--store DIR] [--set key=value ...]   train one run (or read it from the store)
+  sweep PARAMS.yaml [--workers N] [--scheduler ADDR]    a chapter's grid on dask
+  chapter NAME [--profile quick|full|paper]             execute one chapter notebook
+  book [--profile full]                                 execute every chapter and build the HTML book
+  params check FILE [FILE ...]                          validate params files
+  data fetch NAME [--from URL|PATH]                     download/verify/extract a real dataset
+  bench [--json] [--quick]                              performance figures
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import yaml
+
+
+def _parse_set(items: list[str]) -> dict[str, object]:
+    out = {}
+    for it in items:
+        if "=" not in it:
+            raise SystemExit(f"--set {it!r}: expected key=value")
+        k, v = it.split("=", 1)
+        out[k] = yaml.safe_load(v)
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    from .config import ConfigError
+
+    argv = list(sys.argv[1:] if argv is None else argv)
+    ap = argparse.ArgumentParser(prog="python -m landmark_study", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = ap.add_subparsers(dest="cmd", required=True)
+
+    p = sub.add_parser("run", help="train one run config")
+    p.add_argument("config")
+    p.add_argument("--store")
+    p.add_argument("--set", nargs="*", default=[])
+    p.add_argument("--force", action="store_true")
+
+    p = sub.add_parser("sweep", help="run a chapter's grid")
+    p.add_argument("params")
+    p.add_argument("--workers", type=int)
+    p.add_argument("--scheduler")
+    p.add_argument("--store")
+
+    p = sub.add_parser("chapter", help="execute one chapter")
+    p.add_argument("name")
+    p.add_argument("--profile", default="quick", choices=("quick", "full", "paper"))
+    p.add_argument("--out", default="_build/executed/book")
+
+    p = sub.add_parser("book", help="execute all chapters and build the book")
+    p.add_argument("--profile", default="full", choices=("quick", "full", "paper"))
+
+    p = sub.add_parser("params", help="params files")
+    p.add_argument("action", choices=("check",))
+    p.add_argument("files", nargs="+")
+
+    p = sub.add_parser("data", help="real datasets")
+    p.add_argument("action", choices=("fetch", "list"))
+    p.add_argument("rest", nargs=argparse.REMAINDER)
+
+    p = sub.add_parser("bench", help="performance figures")
+    p.add_argument("--json", action="store_true")
+    p.add_argument("--quick", action="store_true", help="smaller sizes (for a smoke test)")
+
+    args = ap.parse_args(argv)
+    try:
+        if args.cmd == "run":
+            from .config import load_run_config, run_config_from_dict, to_dict, merge
+            from .runs import ResultsStore, default_store, run
+
+            cfg = load_run_config(args.config)
+            if args.set:
+                cfg = cfg.with_overrides(**_parse_set(args.set))
+            store = ResultsStore(args.store) if args.store else default_store("full")
+            res = run(cfg, store, force=args.force)
+            print(yaml.safe_dump({"key": res.key, "final": res.final}, sort_keys=False))
+        elif args.cmd == "sweep":
+            from .sweep import sweep_params_file
+
+            rep = sweep_params_file(args.params, workers=args.workers, scheduler=args.scheduler,
+                                    store_root=args.store)
+            print(rep.summary())
+            for k, err in rep.failed.items():
+                print(f"  failed {k}: {err}")
+            return 1 if rep.failed else 0
+        elif args.cmd == "chapter":
+            from .book import execute_chapter
+
+            st = execute_chapter(args.name, args.profile, Path(args.out))
+            if not st.ok:
+                print(st.message, file=sys.stderr)
+                return 1
+            print(f"{args.name} ({args.profile}) ok in {st.seconds:.1f} s -> {args.out}/{args.name}.ipynb")
+        elif args.cmd == "book":
+            from .book import ChapterFailed, build
+
+            try:
+                build(args.profile)
+            except ChapterFailed as e:
+                print(str(e), file=sys.stderr)
+                return 1
+        elif args.cmd == "params":
+            from .config import load_chapter_params
+
+            for f in args.files:
+                load_chapter_params(Path(f).parent.name, f)
+                print(f"{f}: ok")
+        elif args.cmd == "data":
+            from .data import fetch as fetch_mod
+
+            if args.action == "list":
+                from .data.manifests import list_manifests
+
+                for name in list_manifests():
+                    print(name)
+            else:
+                return fetch_mod.cli_fetch(args.rest)
+        elif args.cmd == "bench":
+            from .bench import main as bench_main
+
+            return bench_main(as_json=args.json, quick=args.quick)
+    except ConfigError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

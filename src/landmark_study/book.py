@@ -1,0 +1,156 @@
+"""Execute the chapter notebooks with papermill and build the Jupyter Book.
+
+``jupyter-book build`` exits 0 even when a notebook fails, so the book is
+built with execution "off" from notebooks that papermill executed first; a
+failing chapter stops the build here, with its name and the failing cell.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from .paths import REPO_ROOT
+
+BOOK_DIR = REPO_ROOT / "book"
+PARAMS_DIR = REPO_ROOT / "params"
+BUILD_DIR = REPO_ROOT / "_build"
+
+
+class ChapterFailed(RuntimeError):
+    pass
+
+
+def chapters_in_toc() -> list[str]:
+    """Chapter names in the order of ``_toc.yml`` (notebooks only, not index/status)."""
+    toc = yaml.safe_load((REPO_ROOT / "_toc.yml").read_text())
+    names: list[str] = []
+
+    def walk(node):
+        if isinstance(node, dict):
+            f = node.get("file")
+            if f and (REPO_ROOT / (f + ".ipynb")).exists():
+                names.append(Path(f).name)
+            for v in node.values():
+                walk(v)
+        elif isinstance(node, list):
+            for v in node:
+                walk(v)
+
+    walk(toc)
+    return names
+
+
+@dataclass
+class ChapterStatus:
+    name: str
+    profile: str
+    seconds: float
+    ok: bool
+    message: str = ""
+
+
+def params_file(chapter: str, profile: str) -> Path:
+    p = PARAMS_DIR / chapter / f"{profile}.yaml"
+    if not p.exists():
+        raise FileNotFoundError(f"{p}: no {profile!r} parameters for chapter {chapter!r}")
+    return p
+
+
+def execute_chapter(chapter: str, profile: str = "full", out_dir: Path | None = None,
+                    log_output: bool = False) -> ChapterStatus:
+    """Run ``book/<chapter>.ipynb`` with ``params/<chapter>/<profile>.yaml``."""
+    import papermill as pm
+    from papermill.exceptions import PapermillExecutionError
+
+    from .config import load_chapter_params
+
+    pfile = params_file(chapter, profile)
+    load_chapter_params(chapter, pfile)  # fail before any compute
+    params = yaml.safe_load(pfile.read_text()) or {}
+    out_dir = out_dir or BUILD_DIR / "executed"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    src = BOOK_DIR / f"{chapter}.ipynb"
+    t0 = time.time()
+    try:
+        pm.execute_notebook(str(src), str(out_dir / f"{chapter}.ipynb"), parameters=params,
+                            cwd=str(BOOK_DIR), kernel_name="python3", progress_bar=False,
+                            log_output=log_output)
+    except PapermillExecutionError as e:
+        msg = (f"chapter {chapter!r} ({profile}) failed in cell {e.exec_count}:\n"
+               f"--- cell source ---\n{e.source}\n--- error ---\n{e.ename}: {e.evalue}")
+        return ChapterStatus(chapter, profile, time.time() - t0, False, msg)
+    return ChapterStatus(chapter, profile, time.time() - t0, True)
+
+
+def _environment() -> dict[str, str]:
+    import torch
+
+    try:
+        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO_ROOT, capture_output=True,
+                                text=True, timeout=10).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        commit = "?"
+    return {
+        "git commit": commit or "?", "python": platform.python_version(), "torch": torch.__version__,
+        "device": "cuda" if torch.cuda.is_available() else "cpu", "cpu cores": str(os.cpu_count()),
+        "platform": platform.platform(), "built": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+    }
+
+
+def write_status(statuses: list[ChapterStatus], path: Path) -> None:
+    lines = ["# Status", "",
+             "How each chapter of this build was executed (papermill, before the book was rendered).", "",
+             "| chapter | profile | execution time | result |", "|---|---|---|---|"]
+    for s in statuses:
+        lines.append(f"| [{s.name}]({s.name}.ipynb) | {s.profile} | {s.seconds:.1f} s | {'ok' if s.ok else 'FAILED'} |")
+    lines += ["", "## Environment", "", "| | |", "|---|---|"]
+    lines += [f"| {k} | {v} |" for k, v in _environment().items()]
+    lines += ["", "Full-profile numbers come from the committed results store (`book/results/full`);",
+              "a chapter retrains only the runs whose config or method version changed."]
+    path.write_text("\n".join(lines) + "\n")
+
+
+def build(profile: str = "full", chapters: list[str] | None = None) -> Path:
+    """Execute every chapter and build the HTML book into ``_build/html``."""
+    chapters = chapters or chapters_in_toc()
+    src = BUILD_DIR / "executed"
+    if src.exists():
+        shutil.rmtree(src)
+    (src / "book").mkdir(parents=True)
+    statuses = []
+    for ch in chapters:
+        print(f"[book] executing {ch} ({profile} profile) ...", flush=True)
+        st = execute_chapter(ch, profile, src / "book")
+        print(f"[book]   {ch}: {'ok' if st.ok else 'FAILED'} in {st.seconds:.1f} s", flush=True)
+        statuses.append(st)
+        if not st.ok:
+            raise ChapterFailed(st.message)
+    for f in ("_config.yml", "_toc.yml"):
+        shutil.copy(REPO_ROOT / f, src / f)
+    for f in BOOK_DIR.glob("*.md"):
+        shutil.copy(f, src / "book" / f.name)
+    write_status(statuses, src / "book" / "status.md")
+    out = BUILD_DIR / "jb"
+    print("[book] rendering with jupyter-book (execution off) ...", flush=True)
+    jb = Path(sys.executable).with_name("jupyter-book")
+    cmd = [str(jb), "build", str(src), "--path-output", str(out), "--all"]
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise ChapterFailed(f"jupyter-book build failed:\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}")
+    html = BUILD_DIR / "html"
+    if html.exists():
+        shutil.rmtree(html)
+    shutil.copytree(out / "_build" / "html", html)
+    (BUILD_DIR / "status.json").write_text(json.dumps([s.__dict__ for s in statuses], indent=1))
+    print(f"[book] done: {html / 'index.html'}", flush=True)
+    return html

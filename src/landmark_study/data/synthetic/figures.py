@@ -1,0 +1,480 @@
+"""Synthetic articulated people ("figures") with the 14 LSP joints.
+
+Each image shows one person drawn from a 2-D kinematic model (torso lean, neck,
+shoulders, elbows, hips, knees with per-class angle limits), with varied
+proportions, limb thickness, clothing colours, scale, in-plane rotation and
+position, on a low-frequency colour-noise background with distractor shapes
+(some limb-like capsules), optional occluders, mild blur and noise.
+
+Conventions
+-----------
+* Joints in LSP order (see :data:`KEYPOINT_NAMES`). "Right"/"left" are the
+  person's own sides. Figures always face the viewer, so for an upright,
+  unrotated figure the person's right limbs appear on the image's LEFT
+  (smaller x): ``x[R shoulder] < x[L shoulder]``. Left limbs are drawn in a
+  slightly darker shade of the same colour (factor ``left_shade``), so the two
+  sides are only subtly different and left/right swaps are a real error mode.
+* Visibility is 0 for joints covered by an occluder and for joints outside the
+  frame (``x`` or ``y`` outside ``[-0.5, size - 0.5]``); otherwise 1.
+* ``bbox`` is the tight box around all 14 joints (visible or not), padded by
+  5% of its longest side on every side; it is not clipped to the frame. The
+  spec's normaliser is ``'bbox'``, so PCK@0.1 uses 0.1 x 1.1 x the longest side
+  of the joint box. ``meta['torso']`` holds the L-shoulder to R-hip distance
+  for torso-PCK.
+* ``labels`` is an action-like class (:data:`CLASS_NAMES`), a function of the
+  body-frame joint angles given by :func:`classify_pose`. The class is drawn
+  first (balanced) and the angles are then drawn inside that class's ranges.
+  ``meta['angles']`` holds the angles (degrees, :data:`ANGLE_NAMES`).
+  A horizontal flip maps class ``c`` to ``CLASS_FLIP[c]``.
+
+Sample ``i`` is generated from its own ``np.random.default_rng([seed, i])``, so
+``generate_figures(10, s)`` equals the first 10 samples of
+``generate_figures(20, s)``.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import cv2
+import numpy as np
+
+from landmark_study.data.sample import ArrayDataset, DatasetSpec
+
+VERSION = 1
+
+KEYPOINT_NAMES: tuple[str, ...] = (
+    "r_ankle", "r_knee", "r_hip", "l_hip", "l_knee", "l_ankle",
+    "r_wrist", "r_elbow", "r_shoulder", "l_shoulder", "l_elbow", "l_wrist",
+    "neck", "head_top",
+)
+FLIP_PAIRS: tuple[tuple[int, int], ...] = ((0, 5), (1, 4), (2, 3), (6, 11), (7, 10), (8, 9))
+SKELETON: tuple[tuple[int, int], ...] = (
+    (0, 1), (1, 2), (2, 3), (3, 4), (4, 5),
+    (6, 7), (7, 8), (8, 9), (9, 10), (10, 11),
+    (8, 12), (9, 12), (12, 13), (2, 8), (3, 9),
+)
+CLASS_NAMES: tuple[str, ...] = (
+    "stand", "arms_up", "t_pose", "right_arm_raised", "left_arm_raised",
+    "hands_on_hips", "squat", "stride",
+)
+#: class index after a horizontal flip (right/left arm raised swap)
+CLASS_FLIP: tuple[int, ...] = (0, 1, 2, 4, 3, 5, 6, 7)
+#: columns of ``meta['angles']`` (degrees). Shoulder/hip angles are abduction
+#: from "hanging down along the torso" towards the person's outside (180 = arm
+#: straight up); elbow/knee angles are flexion towards the body's midline.
+ANGLE_NAMES: tuple[str, ...] = (
+    "r_shoulder", "l_shoulder", "r_elbow", "l_elbow",
+    "r_hip", "l_hip", "r_knee", "l_knee",
+    "torso_lean", "neck", "rotation",
+)
+
+FIGURES_SPEC = DatasetSpec(
+    name="figures",
+    keypoint_names=KEYPOINT_NAMES,
+    flip_pairs=FLIP_PAIRS,
+    skeleton=SKELETON,
+    normaliser="bbox",
+    num_classes=len(CLASS_NAMES),
+    class_names=CLASS_NAMES,
+)
+SPEC = FIGURES_SPEC
+
+DEFAULT_SPLIT_SIZES = {"train": 4000, "val": 500, "test": 500}
+
+#: difficulty knobs accepted as ``**options`` by :func:`generate_figures`
+DEFAULT_OPTIONS: dict[str, Any] = {
+    "person_height": (0.55, 0.8),  # standing height / image side
+    "rotation": 25.0,  # max in-plane rotation, degrees (uniform +-)
+    "distractors": (1, 4),  # inclusive range of distractor shapes
+    "limb_like_fraction": 0.5,  # share of distractors that are capsules
+    "occluder_prob": 0.2,  # probability that an image gets 1-2 occluders
+    "truncation_prob": 0.1,  # probability that the figure may leave the frame
+    "blur": (0.0, 0.7),  # Gaussian blur sigma at output resolution
+    "noise": (1.0, 5.0),  # Gaussian pixel noise std (0-255 scale)
+    "left_shade": (0.8, 0.9),  # colour factor of the left limbs
+}
+
+# per-class angle ranges (degrees); keys missing from a class use the defaults
+_ARMS_DOWN = {"a": (-10.0, 40.0), "e": (0.0, 35.0)}
+_ARM_UP = {"a": (130.0, 175.0), "e": (0.0, 40.0)}
+_LEGS_STRAIGHT = {"h": (-4.0, 12.0), "k": (0.0, 15.0)}
+
+
+def _class_ranges() -> list[dict[str, dict[str, tuple[float, float]]]]:
+    free_arm = {"a": (0.0, 100.0), "e": (0.0, 60.0)}
+    return [
+        {"R": _ARMS_DOWN, "L": _ARMS_DOWN, "legs": _LEGS_STRAIGHT},  # stand
+        {"R": _ARM_UP, "L": _ARM_UP, "legs": _LEGS_STRAIGHT},  # arms_up
+        {"R": {"a": (70.0, 110.0), "e": (0.0, 25.0)}, "L": {"a": (70.0, 110.0), "e": (0.0, 25.0)},
+         "legs": _LEGS_STRAIGHT},  # t_pose
+        {"R": _ARM_UP, "L": _ARMS_DOWN, "legs": _LEGS_STRAIGHT},  # right_arm_raised
+        {"R": _ARMS_DOWN, "L": _ARM_UP, "legs": _LEGS_STRAIGHT},  # left_arm_raised
+        {"R": {"a": (25.0, 55.0), "e": (95.0, 135.0)}, "L": {"a": (25.0, 55.0), "e": (95.0, 135.0)},
+         "legs": _LEGS_STRAIGHT},  # hands_on_hips
+        {"R": free_arm, "L": free_arm, "legs": {"h": (35.0, 60.0), "k": (75.0, 120.0)}},  # squat
+        {"R": {"a": (-10.0, 40.0), "e": (0.0, 50.0)}, "L": {"a": (-10.0, 40.0), "e": (0.0, 50.0)},
+         "legs": {"h": (15.0, 35.0), "k": (0.0, 15.0), "bent_k": (35.0, 70.0)}},  # stride
+    ]
+
+
+_CLASS_RANGES = _class_ranges()
+
+
+def classify_pose(angles: np.ndarray) -> np.ndarray:
+    """Action class of each pose from its body-frame angles (the labelling rule).
+
+    ``angles`` is ``(..., len(ANGLE_NAMES))`` in degrees (columns as
+    :data:`ANGLE_NAMES`). A decision list: squat if both knees are flexed >= 60
+    and both hips abducted >= 30; else stride if a knee is flexed >= 30; else
+    (legs straight) by the arms: arms_up (both shoulders >= 125),
+    right/left_arm_raised (that shoulder >= 125, the other <= 45), t_pose (both
+    in [65, 115]), hands_on_hips (both <= 60 with elbows flexed >= 80), stand
+    (both <= 45, elbows <= 40). Returns int64 class indices, -1 where no rule
+    applies (the generator never samples such poses).
+    """
+    a = np.asarray(angles, dtype=np.float64)
+    if a.shape[-1] != len(ANGLE_NAMES):
+        raise ValueError(f"classify_pose: last axis must be {len(ANGLE_NAMES)} angles, got shape {a.shape}")
+    ar, al, er, el, hr, hl, kr, kl = (a[..., j] for j in range(8))
+    out = np.full(a.shape[:-1], -1, dtype=np.int64)
+    squat = (np.minimum(kr, kl) >= 60) & (np.minimum(hr, hl) >= 30)
+    stride = ~squat & (np.maximum(kr, kl) >= 30)
+    straight = ~squat & ~stride
+    rules = [
+        (1, (ar >= 125) & (al >= 125)),
+        (3, (ar >= 125) & (al <= 45)),
+        (4, (al >= 125) & (ar <= 45)),
+        (2, (ar >= 65) & (ar <= 115) & (al >= 65) & (al <= 115)),
+        (5, (ar <= 60) & (al <= 60) & (er >= 80) & (el >= 80)),
+        (0, (ar <= 45) & (al <= 45) & (er <= 40) & (el <= 40)),
+    ]
+    assigned = np.zeros(a.shape[:-1], dtype=bool)
+    for cls, cond in rules:
+        hit = straight & cond & ~assigned
+        out[hit] = cls
+        assigned |= hit
+    out[squat] = 6
+    out[stride] = 7
+    return out
+
+
+def _check_options(options: dict[str, Any]) -> dict[str, Any]:
+    unknown = sorted(set(options) - set(DEFAULT_OPTIONS))
+    if unknown:
+        raise ValueError(f"generate_figures: unknown option(s) {unknown}; known: {sorted(DEFAULT_OPTIONS)}")
+    opts = {**DEFAULT_OPTIONS, **options}
+    for key in ("person_height", "distractors", "blur", "noise", "left_shade"):
+        lo_hi = opts[key]
+        if len(lo_hi) != 2 or lo_hi[0] > lo_hi[1] or lo_hi[0] < 0:
+            raise ValueError(f"generate_figures: option {key!r} must be a (low, high) pair with 0 <= low <= high, got {lo_hi!r}")
+    if not 0.1 <= opts["person_height"][0] <= opts["person_height"][1] <= 1.2:
+        raise ValueError(f"generate_figures: person_height must lie in [0.1, 1.2], got {opts['person_height']!r}")
+    for key in ("limb_like_fraction", "occluder_prob", "truncation_prob"):
+        if not 0.0 <= float(opts[key]) <= 1.0:
+            raise ValueError(f"generate_figures: option {key!r} must be a probability in [0, 1], got {opts[key]!r}")
+    if not 0.0 <= float(opts["rotation"]) <= 180.0:
+        raise ValueError(f"generate_figures: rotation must be in [0, 180] degrees, got {opts['rotation']!r}")
+    return opts
+
+
+def _rot(deg: float) -> np.ndarray:
+    t = math.radians(deg)
+    c, s = math.cos(t), math.sin(t)
+    return np.array([[c, -s], [s, c]])
+
+
+def _limb_dir(deg: float, side: float) -> np.ndarray:
+    """Unit vector in the body frame (y down) at ``deg`` from 'down' towards the outside."""
+    t = math.radians(deg)
+    return np.array([side * math.sin(t), math.cos(t)])
+
+
+_SKIN_TONES = np.array(
+    [[241, 194, 160], [224, 172, 135], [198, 134, 96], [160, 105, 70], [110, 72, 48], [232, 190, 172]],
+    dtype=np.float64,
+)
+
+
+def _sample_pose(rng: np.random.Generator, cls: int, rotation_max: float) -> np.ndarray:
+    rngs = _CLASS_RANGES[cls]
+    ang = np.zeros(len(ANGLE_NAMES))
+    u = rng.random(11)
+    for j, side in enumerate(("R", "L")):
+        lo, hi = rngs[side]["a"]
+        ang[j] = lo + (hi - lo) * u[j]
+        lo, hi = rngs[side]["e"]
+        ang[2 + j] = lo + (hi - lo) * u[2 + j]
+    legs = rngs["legs"]
+    lo, hi = legs["h"]
+    ang[4:6] = lo + (hi - lo) * u[4:6]
+    lo, hi = legs["k"]
+    ang[6:8] = lo + (hi - lo) * u[6:8]
+    if "bent_k" in legs:  # stride: one knee clearly bent
+        lo, hi = legs["bent_k"]
+        ang[6 + int(u[8] < 0.5)] = lo + (hi - lo) * u[9]
+    ang[8] = rng.uniform(-12.0, 12.0)  # torso lean relative to the legs
+    ang[9] = rng.uniform(-20.0, 20.0)  # neck
+    ang[10] = (2 * u[10] - 1) * rotation_max  # in-plane rotation of the whole figure
+    return ang
+
+
+def _pose_to_joints(ang: np.ndarray, prop: np.ndarray) -> np.ndarray:
+    """Joints (14, 2) in units of standing height, pelvis at the origin, y down."""
+    hip_w, thigh, shin, torso, sh_w, upper, fore, head = prop
+    r_leg = _rot(ang[10])
+    r_up = _rot(ang[10] + ang[8])
+    j = np.zeros((14, 2))
+    for side, hip_i, knee_i, ank_i, h, k in ((-1.0, 2, 1, 0, ang[4], ang[6]), (1.0, 3, 4, 5, ang[5], ang[7])):
+        hip = r_leg @ np.array([side * hip_w, 0.0])
+        knee = hip + thigh * (r_leg @ _limb_dir(h, side))
+        j[hip_i], j[knee_i], j[ank_i] = hip, knee, knee + shin * (r_leg @ _limb_dir(h - k, side))
+    neck = r_up @ np.array([0.0, -torso])
+    j[12] = neck
+    for side, sh_i, el_i, wr_i, a, e in ((-1.0, 8, 7, 6, ang[0], ang[2]), (1.0, 9, 10, 11, ang[1], ang[3])):
+        sh = neck + r_up @ np.array([side * sh_w, 0.03])
+        el = sh + upper * (r_up @ _limb_dir(a, side))
+        j[sh_i], j[el_i], j[wr_i] = sh, el, el + fore * (r_up @ _limb_dir(a - e, side))
+    j[13] = neck + head * (_rot(ang[10] + ang[8] + ang[9]) @ np.array([0.0, -1.0]))
+    return j
+
+
+def _colour(rng: np.random.Generator, lo: int = 15, hi: int = 240) -> np.ndarray:
+    return rng.uniform(lo, hi, 3)
+
+
+def _tup(c: np.ndarray) -> tuple[float, float, float]:
+    return (float(c[0]), float(c[1]), float(c[2]))
+
+
+_SHIFT = 4
+_ONE = 1 << _SHIFT
+
+
+def _pt(p: np.ndarray) -> tuple[int, int]:
+    """Output-pixel point -> fixed-point coordinate on the 2x canvas."""
+    return (int(round((2.0 * p[0] + 0.5) * _ONE)), int(round((2.0 * p[1] + 0.5) * _ONE)))
+
+
+def _pts(p: np.ndarray) -> list[tuple[int, int]]:
+    """Many output-pixel points (N, 2) -> fixed-point coordinates on the 2x canvas."""
+    q = np.rint((2.0 * p + 0.5) * _ONE).astype(np.int64).tolist()
+    return [(a, b) for a, b in q]
+
+
+def _capsule(img: np.ndarray, a: np.ndarray, b: np.ndarray, colour, thick_px: float) -> None:
+    """Thick anti-aliased line with round caps; ``thick_px`` in output pixels."""
+    cv2.line(img, _pt(a), _pt(b), colour, max(1, int(round(2 * thick_px))), cv2.LINE_AA, _SHIFT)
+
+
+def _qline(img: np.ndarray, qa: tuple[int, int], qb: tuple[int, int], colour, thick_px: float) -> None:
+    """:func:`_capsule` for points already in fixed point (see :func:`_pts`)."""
+    cv2.line(img, qa, qb, colour, max(1, int(2 * thick_px + 0.5)), cv2.LINE_AA, _SHIFT)
+
+
+def colour_noise_background(rng: np.random.Generator, side: int) -> np.ndarray:
+    """Low-frequency colour-noise background, ``(side, side, 3)`` uint8.
+
+    Two octaves (2-5 and 6-11 cells across) of uniform colour noise, combined
+    on a 32x32 grid and bilinearly enlarged (cheap: the detail is low-frequency).
+    """
+    g = int(rng.integers(2, 6))
+    low = cv2.resize(rng.random((g, g, 3), dtype=np.float32), (32, 32), interpolation=cv2.INTER_CUBIC)
+    g2 = int(rng.integers(6, 12))
+    mid = cv2.resize(rng.random((g2, g2, 3), dtype=np.float32), (32, 32), interpolation=cv2.INTER_CUBIC)
+    mean = rng.uniform(50, 200, 3).astype(np.float32)
+    img = mean + np.float32(rng.uniform(40, 110)) * (low - 0.5) + np.float32(rng.uniform(10, 50)) * (mid - 0.5)
+    small = np.clip(img, 0, 255).astype(np.uint8)
+    return cv2.resize(small, (side, side), interpolation=cv2.INTER_LINEAR)
+
+
+def add_pixel_noise(rng: np.random.Generator, img: np.ndarray, std: float) -> np.ndarray:
+    """``img`` (uint8) plus zero-mean noise of standard deviation ``std``, saturated to uint8.
+
+    The noise is the sum of two uniform bytes (triangular, close to Gaussian),
+    which is ~10x cheaper to draw than normal deviates.
+    """
+    if std <= 0:
+        return img
+    b = np.frombuffer(rng.bytes(2 * img.size), np.uint8).reshape((2,) + img.shape)
+    noise = (b[0].astype(np.float32) + b[1].astype(np.float32) - np.float32(255.0)) * np.float32(std / 104.5)
+    return cv2.add(img, noise, dtype=cv2.CV_8U)
+
+
+def _random_shape(rng: np.random.Generator, img: np.ndarray, size: int, scale: float, limb_like: bool,
+                  colour, mask: np.ndarray | None = None, centre: np.ndarray | None = None) -> None:
+    """Draw a distractor / occluder of about ``scale`` output pixels on the 2x canvas (and mask)."""
+    c = rng.uniform(0, size - 1, 2) if centre is None else centre
+    if limb_like:
+        t = rng.uniform(0, math.pi)
+        half = 0.5 * scale * np.array([math.cos(t), math.sin(t)])
+        thick = rng.uniform(0.06, 0.12) * scale * 2.5
+        _capsule(img, c - half, c + half, colour, thick)
+        if mask is not None:
+            cv2.line(mask, _pt(c - half), _pt(c + half), 255, max(1, int(round(2 * thick))), cv2.LINE_8, _SHIFT)
+        return
+    kind = int(rng.integers(0, 3))
+    if kind == 0:  # ellipse / blob
+        axes = (int(scale * rng.uniform(0.5, 1.0) * _ONE), int(scale * rng.uniform(0.35, 0.8) * _ONE))
+        ang = float(rng.uniform(0, 180))
+        cv2.ellipse(img, _pt(c), axes, ang, 0, 360, colour, -1, cv2.LINE_AA, _SHIFT)
+        if mask is not None:
+            cv2.ellipse(mask, _pt(c), axes, ang, 0, 360, 255, -1, cv2.LINE_8, _SHIFT)
+        return
+    if kind == 1:  # rotated rectangle
+        w, h = scale * rng.uniform(0.5, 1.1), scale * rng.uniform(0.4, 1.0)
+        corners = np.array([[-w, -h], [w, -h], [w, h], [-w, h]]) * 0.5
+    else:  # triangle
+        corners = np.array([[0.0, -0.6], [0.55, 0.45], [-0.55, 0.45]]) * scale * rng.uniform(0.7, 1.2)
+    pts = (corners @ _rot(float(rng.uniform(0, 360))).T + c)
+    poly = np.array([_pt(p) for p in pts], dtype=np.int32)
+    cv2.fillPoly(img, [poly], colour, cv2.LINE_AA, _SHIFT)
+    if mask is not None:
+        cv2.fillPoly(mask, [poly], 255, cv2.LINE_8, _SHIFT)
+
+
+def _draw_figure(rng: np.random.Generator, img: np.ndarray, j: np.ndarray, h_px: float, shade: float) -> None:
+    """Draw the person (joints ``j`` in output pixels) on the 2x canvas."""
+    upper_c = _colour(rng)
+    lower_c = _colour(rng)
+    if rng.random() < 0.3:  # dark trousers are common
+        lower_c = rng.uniform(20, 90, 3)
+    skin = _SKIN_TONES[int(rng.integers(0, len(_SKIN_TONES)))] * rng.uniform(0.9, 1.05)
+    skin = np.clip(skin, 0, 255)
+    long_sleeves = rng.random() < 0.5
+    shoe_c = rng.uniform(10, 80, 3)
+    hair_c = rng.uniform(10, 120, 3)
+    thick = rng.uniform(0.85, 1.2)
+    leg_t = 0.085 * h_px * thick
+    arm_t = 0.06 * h_px * thick
+    right_c = {"upper": upper_c, "lower": lower_c, "fore": upper_c if long_sleeves else skin, "skin": skin}
+    right_t = {k: _tup(v) for k, v in right_c.items()}
+    left_t = {k: _tup(v * shade) for k, v in right_c.items()}
+    # shoe tips: a short step beyond each ankle along the shin
+    shin = j[[0, 5]] - j[[1, 4]]
+    shin /= np.linalg.norm(shin, axis=1, keepdims=True) + 1e-9
+    u = j[13] - j[12]
+    length = float(np.linalg.norm(u)) + 1e-9
+    r = 0.42 * length
+    centre = j[13] - u / length * r
+    extra = np.concatenate([j[[0, 5]] + shin * 0.02 * h_px, centre[None], 0.5 * (j[12] + j[13])[None]])
+    q = _pts(np.concatenate([j, extra]))  # 14 joints, 2 shoe tips, head centre, mid neck
+    # legs (behind the torso)
+    for (hip, knee, ank, tip), cols in (((2, 1, 0, 14), right_t), ((3, 4, 5, 15), left_t)):
+        _qline(img, q[hip], q[knee], cols["lower"], leg_t)
+        _qline(img, q[knee], q[ank], cols["lower"], leg_t * 0.9)
+        _qline(img, q[ank], q[tip], _tup(shoe_c), leg_t * 1.05)
+    # torso polygon: shoulders and hips, slightly widened
+    quad = j[[8, 9, 3, 2]]
+    mid = quad.mean(axis=0)
+    poly = np.array(_pts(mid + (quad - mid) * 1.12), dtype=np.int32)
+    cv2.fillPoly(img, [poly], _tup(upper_c), cv2.LINE_AA, _SHIFT)
+    _qline(img, q[8], q[9], right_t["upper"], arm_t)
+    _qline(img, q[2], q[3], right_t["lower"], leg_t * 0.9)
+    # neck and head
+    _qline(img, q[12], q[17], right_t["skin"], arm_t * 0.8)
+    rq = int(2 * r * _ONE + 0.5)
+    cv2.circle(img, q[16], rq, right_t["skin"], -1, cv2.LINE_AA, _SHIFT)
+    if rng.random() < 0.8:  # hair cap on the top half of the head
+        ang = math.degrees(math.atan2(u[1], u[0]))
+        cv2.ellipse(img, q[16], (rq, rq), ang, -80, 80, _tup(hair_c), -1, cv2.LINE_AA, _SHIFT)
+    # arms in front, in random order
+    arms = [((8, 7, 6), right_t), ((9, 10, 11), left_t)]
+    if rng.random() < 0.5:
+        arms.reverse()
+    hand_r = int(2 * arm_t * 0.55 * _ONE + 0.5)
+    for (sh, el, wr), cols in arms:
+        _qline(img, q[sh], q[el], cols["upper"], arm_t)
+        _qline(img, q[el], q[wr], cols["fore"], arm_t * 0.85)
+        cv2.circle(img, q[wr], hand_r, cols["skin"], -1, cv2.LINE_AA, _SHIFT)
+
+
+def _proportions(rng: np.random.Generator) -> np.ndarray:
+    #            hip_w  thigh  shin  torso  sh_w  upper  fore  head
+    base = np.array([0.065, 0.25, 0.24, 0.30, 0.105, 0.17, 0.15, 0.17])
+    return base * rng.uniform(0.88, 1.12, base.shape)
+
+
+def _one_figure(rng: np.random.Generator, size: int, opts: dict[str, Any]):
+    side2 = 2 * size
+    cls = int(rng.integers(0, len(CLASS_NAMES)))
+    ang = _sample_pose(rng, cls, float(opts["rotation"]))
+    prop = _proportions(rng)
+    joints = _pose_to_joints(ang, prop)  # units of standing height
+    h_px = rng.uniform(*opts["person_height"]) * size
+    ext = joints.max(axis=0) - joints.min(axis=0)
+    if ext.max() * h_px > 0.95 * size:  # keep the whole figure in a frame-sized box
+        h_px = 0.95 * size / ext.max()
+    joints = joints * h_px
+    lo, hi = joints.min(axis=0), joints.max(axis=0)
+    margin = 0.1 * h_px  # head radius / limb thickness beyond the joints
+    if rng.random() < opts["truncation_prob"]:
+        slack = 0.3 * (hi - lo)
+    else:
+        slack = np.zeros(2)
+    tmin = margin - lo - slack - 0.5
+    tmax = size - 0.5 - margin - hi + slack
+    t = np.where(tmax > tmin, tmin + rng.random(2) * (tmax - tmin), 0.5 * (tmin + tmax))
+    joints = joints + t
+
+    img = colour_noise_background(rng, side2)
+    n_dis = int(rng.integers(opts["distractors"][0], opts["distractors"][1] + 1))
+    for _ in range(n_dis):
+        limb_like = rng.random() < opts["limb_like_fraction"]
+        _random_shape(rng, img, size, h_px * rng.uniform(0.15, 0.35), limb_like, _tup(_colour(rng)))
+    shade = float(rng.uniform(*opts["left_shade"]))
+    _draw_figure(rng, img, joints, h_px, shade)
+
+    vis = np.ones(14, dtype=np.float32)
+    if rng.random() < opts["occluder_prob"]:
+        mask = np.zeros((side2, side2), np.uint8)
+        for _ in range(int(rng.integers(1, 3))):
+            target = joints[int(rng.integers(0, 14))] + rng.normal(0, 0.04 * h_px, 2)
+            _random_shape(rng, img, size, h_px * rng.uniform(0.15, 0.3), False, _tup(_colour(rng)),
+                          mask=mask, centre=target)
+        p2 = np.clip(np.round(2 * joints + 0.5).astype(int), 0, side2 - 1)
+        vis[mask[p2[:, 1], p2[:, 0]] > 0] = 0
+    inside = (joints >= -0.5).all(axis=1) & (joints <= size - 0.5).all(axis=1)
+    vis[~inside] = 0
+
+    out = cv2.resize(img, (size, size), interpolation=cv2.INTER_AREA)
+    sigma = rng.uniform(*opts["blur"])
+    if sigma > 0.2:
+        out = cv2.GaussianBlur(out, (0, 0), sigma)
+    out = add_pixel_noise(rng, out, float(rng.uniform(*opts["noise"])))
+
+    lo, hi = joints.min(axis=0), joints.max(axis=0)
+    pad = 0.05 * float((hi - lo).max())
+    bbox = np.array([lo[0] - pad, lo[1] - pad, hi[0] + pad, hi[1] + pad], dtype=np.float32)
+    return out, joints.astype(np.float32), vis, bbox, cls, ang
+
+
+def generate_figures(n: int, seed: int, size: int = 64, **options: Any) -> ArrayDataset:
+    """Generate ``n`` figure images of ``size`` x ``size`` pixels (see module doc).
+
+    ``options`` override :data:`DEFAULT_OPTIONS` (difficulty knobs). Sample ``i``
+    uses ``np.random.default_rng([seed, i])``. Returns an :class:`ArrayDataset`
+    with ``labels`` (action class) and ``meta`` keys ``'torso'`` (N,),
+    ``'angles'`` (N, 11).
+    """
+    if not isinstance(n, (int, np.integer)) or n < 0:
+        raise ValueError(f"generate_figures: n must be a non-negative int, got {n!r}")
+    if not isinstance(size, (int, np.integer)) or not 16 <= size <= 256:
+        raise ValueError(f"generate_figures: size must be an int in [16, 256], got {size!r}")
+    if not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise ValueError(f"generate_figures: seed must be a non-negative int, got {seed!r}")
+    opts = _check_options(options)
+    size = int(size)
+    images = np.zeros((n, size, size, 3), np.uint8)
+    kps = np.zeros((n, 14, 2), np.float32)
+    vis = np.zeros((n, 14), np.float32)
+    bbox = np.zeros((n, 4), np.float32)
+    labels = np.zeros(n, np.int64)
+    angles = np.zeros((n, len(ANGLE_NAMES)), np.float32)
+    for i in range(n):
+        rng = np.random.default_rng([int(seed), i])
+        images[i], kps[i], vis[i], bbox[i], labels[i], angles[i] = _one_figure(rng, size, opts)
+    torso = np.linalg.norm(kps[:, 9] - kps[:, 2], axis=-1).astype(np.float32)
+    return ArrayDataset(spec=FIGURES_SPEC, images=images, keypoints=kps, visibility=vis, bbox=bbox,
+                        labels=labels, meta={"torso": torso, "angles": angles})

@@ -1,0 +1,26 @@
+from __future__ import annotations
+
+import os
+
+import pytest
+
+os.environ.setdefault("CI", "1")  # no progress bars in tests
+
+
+@pytest.fixture(autouse=True)
+def _isolated_dirs(tmp_path_factory, monkeypatch):
+    """Every test gets its own data root and checkpoint folder (nothing leaks to ~/.cache)."""
+    monkeypatch.setenv("LANDMARK_STUDY_DATA", str(tmp_path_factory.mktemp("data")))
+    monkeypatch.setenv("LANDMARK_STUDY_CHECKPOINTS", str(tmp_path_factory.mktemp("ckpt")))
+
+
+def tiny_config(**overrides):
+    """A run that trains in about a second on the CPU."""
+    from landmark_study.config import RunConfig
+
+    base = RunConfig().with_overrides(**{
+        "data.name": "figures", "data.size": 32, "data.n_train": 40, "data.n_val": 16,
+        "model.width": 8, "train.steps": 6, "train.batch_size": 4, "train.eval_every": 3,
+        "train.checkpoint_every": 3, "train.eval_size": 16,
+    })
+    return base.with_overrides(**overrides) if overrides else base

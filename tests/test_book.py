@@ -1,0 +1,60 @@
+"""The book's sources: py:percent/ipynb pairs in sync, no outputs, params valid, TOC complete."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import jupytext
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+CHAPTERS = sorted(p.stem for p in (ROOT / "book").glob("*.py"))
+
+
+def _cells(nb):
+    return [(c.cell_type, c.source.strip()) for c in nb.cells]
+
+
+def test_there_are_chapters():
+    assert CHAPTERS
+
+
+@pytest.mark.parametrize("name", CHAPTERS)
+def test_pair_in_sync(name):
+    py = jupytext.read(ROOT / "book" / f"{name}.py")
+    ipynb_path = ROOT / "book" / f"{name}.ipynb"
+    assert ipynb_path.exists(), f"{ipynb_path} missing: run `make sync`"
+    nb = jupytext.read(ipynb_path)
+    assert _cells(py) == _cells(nb), f"book/{name}.py and .ipynb differ: run `make sync`"
+
+
+@pytest.mark.parametrize("name", CHAPTERS)
+def test_notebook_has_no_outputs_and_a_parameters_cell(name):
+    raw = json.loads((ROOT / "book" / f"{name}.ipynb").read_text())
+    for c in raw["cells"]:
+        if c["cell_type"] == "code":
+            assert not c.get("outputs") and c.get("execution_count") is None, f"{name}.ipynb carries outputs"
+    tagged = [c for c in raw["cells"] if "parameters" in c.get("metadata", {}).get("tags", [])]
+    assert len(tagged) == 1
+
+
+@pytest.mark.parametrize("name", CHAPTERS)
+def test_notebook_defaults_equal_quick_profile(name):
+    """The parameters cell *is* the quick profile: the two must not drift apart."""
+    raw = json.loads((ROOT / "book" / f"{name}.ipynb").read_text())
+    cell = next(c for c in raw["cells"] if "parameters" in c.get("metadata", {}).get("tags", []))
+    ns: dict = {}
+    exec("".join(cell["source"]), {}, ns)
+    quick = yaml.safe_load((ROOT / "params" / name / "quick.yaml").read_text())
+    for k, v in quick.items():
+        assert ns[k] == v, f"params/{name}/quick.yaml {k}={v!r} but the notebook default is {ns[k]!r}"
+    for profile in ("quick", "full", "paper"):
+        assert (ROOT / "params" / name / f"{profile}.yaml").exists()
+
+
+def test_every_chapter_is_in_the_toc():
+    toc = (ROOT / "_toc.yml").read_text()
+    for name in CHAPTERS:
+        assert f"book/{name}" in toc

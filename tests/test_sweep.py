@@ -1,0 +1,45 @@
+"""Sweeps on a 2-worker dask LocalCluster; a restarted sweep runs only what is missing."""
+
+from __future__ import annotations
+
+import pytest
+
+from conftest import tiny_config
+from landmark_study.runs import ResultsStore, run, run_key
+from landmark_study.sweep import run_grid
+
+
+@pytest.mark.slow
+def test_restarted_sweep_runs_only_missing(tmp_path):
+    store = ResultsStore(tmp_path / "store")
+    configs = [tiny_config(seed=s) for s in range(3)]
+    # a sweep "killed" after its first run: only that run is in the store
+    done = run(configs[0], store, progress=False)
+    stamp = store.path(done.key).read_bytes()
+    rep = run_grid(configs, store, workers=2, progress=False)
+    assert rep.cached == [done.key]
+    assert sorted(rep.ran) == sorted(run_key(c) for c in configs[1:])
+    assert not rep.failed and len(rep.results) == 3
+    assert store.path(done.key).read_bytes() == stamp, "a finished run was retrained"
+    again = run_grid(configs, store, workers=2, progress=False)
+    assert again.ran == [] and len(again.cached) == 3
+
+
+def test_sequential_grid_dedupes_and_reports_failures(tmp_path, monkeypatch):
+    from landmark_study.methods.supervised import Supervised
+
+    orig = Supervised.training_step
+
+    def fail_for_seed_1(self, lb, ub, step):
+        out = orig(self, lb, ub, step)
+        if self.config.seed == 1:
+            out["sup"] = out["sup"] * float("inf")
+        return out
+
+    monkeypatch.setattr(Supervised, "training_step", fail_for_seed_1)
+    store = ResultsStore(tmp_path)
+    configs = [tiny_config(), tiny_config(), tiny_config(seed=1)]
+    rep = run_grid(configs, store, progress=False)
+    assert rep.ran == [run_key(configs[0])]  # the duplicate is trained once
+    assert list(rep.failed) == [run_key(configs[2])] and "inf" in rep.failed[run_key(configs[2])]
+    assert len(rep.results) == 2  # the failed run is not served as a result
