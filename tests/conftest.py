@@ -7,10 +7,16 @@ import pytest
 os.environ.setdefault("CI", "1")  # no progress bars in tests
 
 
+@pytest.fixture(scope="session")
+def _session_data_root(tmp_path_factory):
+    return tmp_path_factory.mktemp("data")
+
+
 @pytest.fixture(autouse=True)
-def _isolated_dirs(tmp_path_factory, monkeypatch):
-    """Every test gets its own data root and checkpoint folder (nothing leaks to ~/.cache)."""
-    monkeypatch.setenv("LANDMARK_STUDY_DATA", str(tmp_path_factory.mktemp("data")))
+def _isolated_dirs(_session_data_root, tmp_path_factory, monkeypatch):
+    """Tests share one data root (generated sets are cached there, never in ~/.cache);
+    every test gets its own checkpoint folder."""
+    monkeypatch.setenv("LANDMARK_STUDY_DATA", str(_session_data_root))
     monkeypatch.setenv("LANDMARK_STUDY_CHECKPOINTS", str(tmp_path_factory.mktemp("ckpt")))
 
 

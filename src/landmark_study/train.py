@@ -282,7 +282,7 @@ def train(config: RunConfig, *, checkpoint_path: str | Path | None = None, progr
                 raise TrainingError(f"method {config.method!r} returned loss {name!r} with no weight")
             if not torch.isfinite(value):
                 raise NonFiniteLoss(
-                    f"step {step}: loss {name!r} is {float(value)} (config key loss_weights.{name}, "
+                    f"step {step}: loss {name!r} is {float(value.detach())} (config key loss_weights.{name}, "
                     f"weight {weights[name]}; train.lr {t.lr}); the run is marked failed")
             total = total + weights[name] * value
         opt.zero_grad(set_to_none=True)

@@ -116,12 +116,12 @@ class HRNetSmall(Backbone):
     finest one, as HRNet's pose head does. Input sides must be divisible by
     ``heatmap_stride * 2**(num_branches - 1)``.
 
-    Default (``width=16, num_branches=3, blocks=1, modules=(1, 2)``): 193,344
+    Default (``width=16, num_branches=3, blocks=1, modules=(1, 1)``): 193,344
     parameters. HRNet-W32 proper is ``width=32, num_branches=4`` with more modules.
     """
 
     def __init__(self, width: int = 16, heatmap_stride: int = 2, norm: str = "bn", *,
-                 num_branches: int = 3, blocks: int = 1, modules: Sequence[int] = (1, 2)) -> None:
+                 num_branches: int = 3, blocks: int = 1, modules: Sequence[int] = (1, 1)) -> None:
         super().__init__()
         check_stride(heatmap_stride)
         _check_positive("width", width)

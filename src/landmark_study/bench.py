@@ -1,0 +1,169 @@
+"""``python -m landmark_study bench``: measured performance figures.
+
+1. Training loop vs a bare PyTorch loop doing the identical per-step work
+   (batch sampling, the method's augmentation + targets + forward + loss,
+   backward, Adam step), at 64x64 and 128x128: the loop's own bookkeeping
+   (named losses, NaN/inf checks, logging, scheduler) must stay under 10%.
+2. Data: synthetic generation images/s (cold and cached) vs images/s that
+   training consumes (labeled + unlabeled batch per step).
+3. Clustering: faiss K-means vs scikit-learn KMeans at equal iterations.
+4. Peak resident memory of each (measured in a fresh subprocess).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+from typing import Any
+
+import numpy as np
+
+
+def _peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def _in_subprocess(fn: str, **kw: Any) -> dict[str, Any]:
+    """Run ``bench.<fn>(**kw)`` in a fresh interpreter so its peak memory is its own."""
+    code = (f"import json; from landmark_study import bench; "
+            f"r = bench.{fn}(**json.loads({json.dumps(json.dumps(kw))})); "
+            f"r['peak_rss_mb'] = bench._peak_rss_mb(); print('BENCH' + json.dumps(r))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=dict(os.environ, CI="1"))
+    if out.returncode != 0:
+        raise RuntimeError(f"bench {fn} failed:\n{out.stderr[-3000:]}")
+    line = next(l for l in out.stdout.splitlines() if l.startswith("BENCH"))
+    return json.loads(line[5:])
+
+
+def loop_overhead(size: int = 64, steps: int = 30, warmup: int = 5, batch: int = 32) -> dict[str, Any]:
+    import torch
+
+    from .config import RunConfig
+    from .methods import get_method
+    from .train import RunData, _Tensors, _WithReplacement, build_optimizer, train
+    from .data.synthetic import get_dataset
+
+    ds = get_dataset("figures", "train", n=256, seed=0, size=size)
+    val = get_dataset("figures", "val", n=16, seed=0, size=size)
+    cfg = RunConfig().with_overrides(**{
+        "data.size": size, "train.steps": steps + warmup, "train.batch_size": batch,
+        "train.eval_every": 10**6, "train.checkpoint_every": 10**6, "train.eval_size": 16})
+    data = RunData(labeled=ds, unlabeled=None, val=val, test=val)
+
+    # our loop (evaluation excluded from its ms/step by construction)
+    out = train(cfg, progress=False, data=data)
+    loop_ms = out["final"]["ms_per_step"]
+
+    # bare loop, identical work
+    torch.manual_seed(0)
+    dev = torch.device("cpu")
+    method = get_method("supervised")(cfg, ds.spec, ds.image_size, dev, torch.Generator().manual_seed(0))
+    opt = build_optimizer(cfg, method.parameters())
+    t = _Tensors(ds, dev)
+    sampler = _WithReplacement(t.n, batch, 1)
+    times = []
+    for i in range(steps + warmup):
+        t0 = time.perf_counter()
+        b = t.batch(sampler.next())
+        loss = method.training_step(b, None, i)["sup"]
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        times.append(time.perf_counter() - t0)
+    bare_ms = 1000 * float(np.mean(times))  # all steps, as the loop's ms/step counts them
+    return {"size": size, "batch": batch, "loop_ms_per_step": round(loop_ms, 2),
+            "bare_ms_per_step": round(bare_ms, 2), "overhead": round(loop_ms / bare_ms - 1.0, 4)}
+
+
+def data_throughput(size: int = 64, n: int = 500, batch: int = 32, unlabeled_batch: int = 32,
+                    ms_per_step: float | None = None) -> dict[str, Any]:
+    from .data.synthetic import generation_speed, get_dataset
+
+    cold = generation_speed("figures", n=n, size=size)
+    get_dataset("figures", "train", n=n, seed=123, size=size)  # fill the cache
+    t0 = time.perf_counter()
+    get_dataset("figures", "train", n=n, seed=123, size=size)
+    cached = n / (time.perf_counter() - t0)
+    out = {"size": size, "generate_cold_img_s": round(cold, 1), "cached_img_s": round(cached, 1)}
+    if ms_per_step:
+        consumed = (batch + unlabeled_batch) / (ms_per_step / 1000.0)
+        out["train_consumes_img_s"] = round(consumed, 1)
+        out["data_to_train_ratio"] = round(cold / consumed, 2)
+    return out
+
+
+def clustering(n: int = 100_000, d: int = 64, k: int = 100, iters: int = 10, sklearn: bool = True,
+               max_points_per_centroid: int | None = None) -> dict[str, Any]:
+    import faiss
+    from sklearn.cluster import KMeans
+
+    rng = np.random.default_rng(0)
+    centres = rng.normal(size=(k, d)).astype(np.float32) * 3
+    x = (centres[rng.integers(0, k, n)] + rng.normal(size=(n, d))).astype(np.float32)
+    km = faiss.Kmeans(d, k, niter=iters, seed=1, verbose=False,
+                      max_points_per_centroid=max_points_per_centroid or (n // k + 1))
+    t0 = time.perf_counter()
+    km.train(x)
+    dist, _ = km.index.search(x, 1)
+    t_faiss = time.perf_counter() - t0
+    out = {"n": n, "d": d, "k": k, "iters": iters, "max_points_per_centroid": km.cp.max_points_per_centroid,
+           "faiss_s": round(t_faiss, 3), "faiss_inertia": float(dist.sum())}
+    if sklearn:
+        t0 = time.perf_counter()
+        sk = KMeans(k, n_init=1, max_iter=iters, tol=0.0, random_state=1, algorithm="lloyd").fit(x)
+        t_sk = time.perf_counter() - t0
+        out.update({"sklearn_s": round(t_sk, 3), "sklearn_inertia": float(sk.inertia_),
+                    "speedup": round(t_sk / t_faiss, 2)})
+    return out
+
+
+def run_all(quick: bool = False) -> dict[str, Any]:
+    res: dict[str, Any] = {"loop": [], "data": [], "clustering": []}
+    sizes = (64,) if quick else (64, 128)
+    for s in sizes:
+        res["loop"].append(_in_subprocess("loop_overhead", size=s, steps=10 if quick else 30))
+    ms64 = res["loop"][0]["bare_ms_per_step"]
+    res["data"].append(_in_subprocess("data_throughput", size=64, n=200 if quick else 1000, ms_per_step=ms64))
+    grid = [(20_000, 64)] if quick else [(100_000, 64), (100_000, 256), (1_000_000, 64), (1_000_000, 256)]
+    for n, d in grid:
+        res["clustering"].append(_in_subprocess("clustering", n=n, d=d))
+    cap_n = 20_000 if quick else 1_000_000
+    res["clustering_cap"] = [_in_subprocess("clustering", n=cap_n, d=64, sklearn=False, max_points_per_centroid=c)
+                             for c in (256, cap_n // 100 + 1)]
+    res["loop_overhead"] = max(r["overhead"] for r in res["loop"])
+    res["data_to_train_ratio"] = res["data"][0]["data_to_train_ratio"]
+    big = [r for r in res["clustering"] if r["n"] == max(n for n, _ in grid)]
+    res["faiss_speedup_1m"] = min(r["speedup"] for r in big)
+    res["quick"] = quick
+    return res
+
+
+def _table(rows: list[dict[str, Any]]) -> str:
+    if not rows:
+        return ""
+    keys = list(rows[0])
+    lines = [" | ".join(keys), " | ".join("---" for _ in keys)]
+    lines += [" | ".join(str(r.get(k, "")) for k in keys) for r in rows]
+    return "\n".join(lines)
+
+
+def main(as_json: bool = False, quick: bool = False) -> int:
+    res = run_all(quick=quick)
+    if as_json:
+        print(json.dumps(res, indent=1))
+        return 0
+    print("# Training loop vs bare PyTorch loop (identical per-step work; budget: overhead < 10%)")
+    print(_table(res["loop"]))
+    print("\n# Data: generation vs training consumption (budget: ratio >= 5)")
+    print(_table(res["data"]))
+    print("\n# Clustering: faiss vs scikit-learn K-means, equal iterations (budget: >= 10x at 1M)")
+    print(_table(res["clustering"]))
+    print("\n# faiss points-per-centroid cap: time and inertia")
+    print(_table(res["clustering_cap"]))
+    print(f"\nloop_overhead={res['loop_overhead']:.3f}  data_to_train_ratio={res['data_to_train_ratio']}  "
+          f"faiss_speedup_1m={res['faiss_speedup_1m']}")
+    return 0
