@@ -99,6 +99,9 @@ def parse_mpii(root: Path, *, mat_file: str | None = None, image_dir: str = "ima
     (16 x 2), ``joints_vis`` (16), ``center``, ``scale`` (person height / 200);
     ``head_boxes = {split: gt_valid.mat}`` adds ``meta['head_box']`` from its
     ``headboxes_src`` (2 corners x 2 coords x N, same order as the JSON).
+    With both ``json_files`` and ``mat_file``, JSON people without a head box
+    take the one of the ``.mat`` person on the same image whose box centre is
+    nearest (``meta['head_box_match_px']`` records that distance).
     ``.mat``: ``RELEASE.annolist(i).annorect(j)`` with ``x1 y1 x2 y2`` (head
     box), ``annopoints.point(k).{id, x, y, is_visible}``, ``objpos``, ``scale``;
     only people with annotated points are kept; ``img_train`` goes to meta.
@@ -109,7 +112,10 @@ def parse_mpii(root: Path, *, mat_file: str | None = None, image_dir: str = "ima
     """
     root = Path(root)
     if json_files:
-        return _parse_mpii_json(root, image_dir, json_files, head_boxes or {})
+        records = _parse_mpii_json(root, image_dir, json_files, head_boxes or {})
+        if mat_file is not None:
+            _head_boxes_from_mat(records, _parse_mpii_mat(root, root / mat_file, image_dir))
+        return records
     if mat_file is None:
         raise ValueError("mpii: give json_files or mat_file")
     return _parse_mpii_mat(root, root / mat_file, image_dir)
@@ -158,6 +164,24 @@ def _parse_mpii_json(root: Path, image_dir: str, json_files: Mapping[str, str],
             records.append(Record(image=root / image_dir / image, keypoints=joints, visibility=vis,
                                   bbox=_person_box(center, scale), meta=meta))
     return records
+
+
+def _head_boxes_from_mat(records: list[Record], mat_records: list[Record]) -> None:
+    by_image: dict[str, list[Record]] = {}
+    for r in mat_records:
+        if "head_box" in r.meta and r.bbox is not None:
+            by_image.setdefault(r.image.name, []).append(r)
+    for r in records:
+        if "head_box" in r.meta or r.bbox is None:
+            continue
+        cands = by_image.get(r.image.name)
+        if not cands:
+            continue
+        c = (r.bbox[:2] + r.bbox[2:]) / 2
+        d = [float(np.linalg.norm((m.bbox[:2] + m.bbox[2:]) / 2 - c)) for m in cands]
+        best = int(np.argmin(d))
+        r.meta["head_box"] = cands[best].meta["head_box"].copy()
+        r.meta["head_box_match_px"] = d[best]
 
 
 def _parse_mpii_mat(root: Path, path: Path, image_dir: str) -> list[Record]:

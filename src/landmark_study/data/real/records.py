@@ -48,6 +48,10 @@ class OutOfImageWarning(UserWarning):
     """Keypoints lie outside their image; they were marked not visible."""
 
 
+class SplitCountWarning(UserWarning):
+    """A split selected a different number of records than the paper reports."""
+
+
 @dataclass
 class Record:
     """One annotated object in one image file.
@@ -125,10 +129,11 @@ def check_in_image(records: Iterable[Record], policy: str = "warn", source: str 
             continue
         idx = np.flatnonzero(bad)
         where = r.meta.get("annotation", source or str(r.image))
-        msg = (f"{where}: keypoint(s) {idx.tolist()} of {r.image.name} lie outside the "
-               f"{w}x{h} image, e.g. ({x[idx[0]]:.1f}, {y[idx[0]]:.1f})")
+        what = (f"keypoint(s) {idx.tolist()} of {r.image.name} lie outside the {w}x{h} image, "
+                f"e.g. ({x[idx[0]]:.1f}, {y[idx[0]]:.1f})")
         if policy == "error":
-            raise AnnotationError(r.meta.get("annotation", source or r.image), r.meta.get("line"), msg)
+            raise AnnotationError(where, r.meta.get("line"), what + " (out_of_image='error')")
+        msg = f"{where}: {what}"
         r.visibility[idx] = 0.0
         count += len(idx)
         if len(examples) < 3:
@@ -241,7 +246,8 @@ def select_split(records: Sequence[Record], rule: Mapping[str, Any], *, root: Pa
         out = [unlabelled(r) for r in out]
     expected = rule.get("expected_count")
     if expected is not None and len(out) != expected:
-        warnings.warn(f"{name}: selected {len(out)} records, the paper reports {expected}", stacklevel=2)
+        warnings.warn(f"{name}: selected {len(out)} records, the paper reports {expected}", SplitCountWarning,
+                      stacklevel=2)
     return out
 
 

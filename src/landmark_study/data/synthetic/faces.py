@@ -18,8 +18,9 @@ Conventions
   subject's own sides, so for a frontal, upright face the subject's right eye
   is on the image's LEFT: ``x[right_eye_outer] < x[left_eye_outer]``.
 * ``yaw > 0`` turns the face towards the image's right (the subject's left
-  side turns away from the camera); pitch > 0 tilts the chin towards the camera
-  side of ``-Y`` ... see :func:`rotation_matrix`; roll is in-plane.
+  side turns away from the camera); ``pitch > 0`` turns it upwards (the nose
+  moves up in the image); ``roll > 0`` rotates it clockwise on screen. See
+  :func:`rotation_matrix`.
 * Visibility is 0 for landmarks whose surface normal faces away from the
   camera (camera-frame ``n_z <= 0``, normals of the ellipsoid; the nose tip and
   nostrils carry their own normals) -- so self-occlusion by the nose itself is
@@ -74,9 +75,9 @@ DEFAULT_SPLIT_SIZES = {"train": 4000, "val": 500, "test": 500}
 
 #: options accepted as ``**options`` by :func:`generate_faces`
 DEFAULT_OPTIONS: dict[str, Any] = {
-    "yaw": 90.0,  # max |yaw|, degrees (uniform)
-    "pitch": 30.0,  # max |pitch|
-    "roll": 30.0,  # max |roll|
+    "yaw": 90.0,  # max |yaw| in degrees (uniform in +-yaw), or a (low, high) range
+    "pitch": 30.0,  # max |pitch| or (low, high)
+    "roll": 30.0,  # max |roll| or (low, high)
     "head_width": (0.5, 0.68),  # 2a x scale / image side
     "clutter": (4, 9),  # inclusive range of background shapes
     "blur": (0.0, 0.6),  # Gaussian blur sigma at output resolution
@@ -105,9 +106,13 @@ def _check_options(options: dict[str, Any]) -> dict[str, Any]:
     if unknown:
         raise ValueError(f"generate_faces: unknown option(s) {unknown}; known: {sorted(DEFAULT_OPTIONS)}")
     opts = {**DEFAULT_OPTIONS, **options}
-    for key, hi in (("yaw", 90.0), ("pitch", 60.0), ("roll", 180.0)):
-        if not 0.0 <= float(opts[key]) <= hi:
-            raise ValueError(f"generate_faces: option {key!r} must be in [0, {hi}] degrees, got {opts[key]!r}")
+    for key, lim in (("yaw", 90.0), ("pitch", 60.0), ("roll", 180.0)):
+        v = opts[key]
+        lo_hi = (-float(v), float(v)) if np.isscalar(v) else tuple(float(x) for x in v)
+        if len(lo_hi) != 2 or not -lim <= lo_hi[0] <= lo_hi[1] <= lim:
+            raise ValueError(f"generate_faces: option {key!r} must be a max angle in [0, {lim}] or a (low, high) "
+                             f"range inside [-{lim}, {lim}] degrees, got {v!r}")
+        opts[key] = lo_hi
     for key in ("head_width", "clutter", "blur", "noise"):
         lo_hi = opts[key]
         if len(lo_hi) != 2 or lo_hi[0] > lo_hi[1] or lo_hi[0] < 0:
@@ -152,65 +157,86 @@ def _normals(p: np.ndarray, axes: np.ndarray) -> np.ndarray:
     return n / np.linalg.norm(n, axis=-1, keepdims=True)
 
 
+_RING = np.stack([np.cos(np.linspace(0, 2 * math.pi, 10, endpoint=False)),
+                  np.sin(np.linspace(0, 2 * math.pi, 10, endpoint=False))], axis=1)
+
+# layout of the drawing points that follow the 20 landmarks (name -> slice)
+_GROUPS: dict[str, slice] = {}
+_sizes = (("eye_r", 6), ("eye_l", 6), ("iris_r", 10), ("iris_l", 10), ("brow_r", 3), ("brow_l", 3),
+          ("lips", 8), ("mouth_in", 4), ("nose", 4))
+_start = 20
+for _name, _k in _sizes:
+    _GROUPS[_name] = slice(_start, _start + _k)
+    _start += _k
+_N_POINTS = _start
+del _name, _k, _start, _sizes
+
+
 def _face_model(rng: np.random.Generator):
-    """Identity + expression: head axes, 3-D landmarks (20, 3), their normals, and drawing points."""
+    """Identity + expression of one face.
+
+    Returns the head axes, ``pts`` (M, 3) head-frame points on the surface
+    (landmarks first, then the drawing groups of :data:`_GROUPS`), the 20
+    landmark normals, colours and hair style.
+    """
     axes = np.array([rng.uniform(0.92, 1.05), rng.uniform(1.22, 1.38), rng.uniform(1.0, 1.15)])
     t = _TEMPLATE.copy()
+    u = rng.random(16)
     # identity
-    eye_sp = rng.uniform(0.9, 1.1)
+    eye_sp = 0.9 + 0.2 * u[0]
     t[4:8, 0] *= eye_sp
-    t[0:4, 0] *= eye_sp * rng.uniform(0.95, 1.08)
-    t[0:8, 1] += rng.uniform(-0.06, 0.06)
-    nose_len = rng.uniform(0.85, 1.15)
+    t[0:4, 0] *= eye_sp * (0.95 + 0.13 * u[1])
+    t[0:8, 1] += 0.12 * u[2] - 0.06
+    nose_len = 0.85 + 0.3 * u[3]
     t[8:11, 1] = -0.12 + (t[8:11, 1] + 0.12) * nose_len
-    t[8, 2] *= rng.uniform(0.8, 1.2)
-    mouth_w = rng.uniform(0.85, 1.15)
-    t[11:13, 0] *= mouth_w
-    t[11:15, 1] += rng.uniform(-0.05, 0.05)
-    t[16:18, 0] *= rng.uniform(0.92, 1.05)
+    t[8, 2] *= 0.8 + 0.4 * u[4]
+    t[11:13, 0] *= 0.85 + 0.3 * u[5]
+    t[11:15, 1] += 0.1 * u[6] - 0.05
+    t[16:18, 0] *= 0.92 + 0.13 * u[7]
     t[:, :2] += rng.normal(0, 0.015, (20, 2))
     # expression
-    smile = rng.uniform(0, 1) if rng.random() < 0.5 else 0.0
-    mouth_open = rng.uniform(0.1, 1) if rng.random() < 0.4 else 0.0
-    brows = rng.uniform(-0.04, 0.1)
+    smile = u[9] if u[8] < 0.5 else 0.0
+    mouth_open = 0.1 + 0.9 * u[11] if u[10] < 0.4 else 0.0
     t[11:13, 0] *= 1 + 0.15 * smile
     t[11:13, 1] -= 0.07 * smile
     t[14, 1] += 0.22 * mouth_open
     t[15, 1] += 0.08 * mouth_open
-    t[0:4, 1] -= brows
-    t[[0, 3], 1] -= 0.04 * rng.uniform(-1, 1)
-    # clip X, Y inside the ellipsoid outline and put Z on the surface plus protrusion
-    lm = np.zeros((20, 3))
-    lm[:, :2] = t[:, :2]
-    surf = _on_surface(lm[:, :2], axes)
-    lm[:, 2] = surf + t[:, 2]
-    normals = _normals(np.stack([lm[:, 0], lm[:, 1], surf], axis=1), axes)
-    normals[8] = np.array([0.0, 0.15, 1.0]) / math.hypot(0.15, 1.0)  # nose tip
-    for k, s in ((9, -1.0), (10, 1.0)):  # nostrils look outwards, down and forwards
-        normals[k] = np.array([0.55 * s, 0.55, 0.63]) / math.sqrt(0.55**2 * 2 + 0.63**2)
-    # extra drawing points (head frame): eye lids, nose bridge/wings, lip contours
-    ex = {}
-    for side, (o, i) in (("r", (4, 5)), ("l", (7, 6))):
-        po, pi = lm[o, :2], lm[i, :2]
-        mid = 0.5 * (po + pi)
+    t[0:4, 1] -= 0.14 * u[12] - 0.04  # brow raise
+    t[[0, 3], 1] -= 0.08 * u[13] - 0.04
+    lid_h = 0.09 + 0.03 * u[14]
+
+    pts = np.zeros((_N_POINTS, 3))
+    pts[:20] = t
+    g = _GROUPS
+    for side, o, i, iris, eye, b_out, b_in, brow in (("r", 4, 5, "iris_r", "eye_r", 0, 1, "brow_r"),
+                                                    ("l", 7, 6, "iris_l", "eye_l", 3, 2, "brow_l")):
+        po, pi = t[o, :2], t[i, :2]
         d = pi - po
-        up = rng.uniform(0.09, 0.12) * np.linalg.norm(d) / 0.38
-        lid = []
-        for f, dy in ((0.28, -up * 0.8), (0.62, -up), (0.62, up * 0.6), (0.28, up * 0.55)):
-            lid.append(po + f * d + np.array([0.0, dy]))
-        ex[f"eye_{side}"] = np.array([po, lid[0], lid[1], pi, lid[2], lid[3]])
-        ex[f"iris_{side}"] = mid + np.array([0.0, -0.01])
-        ex[f"brow_{side}"] = np.array([lm[0 if side == "r" else 3, :2],
-                                       0.5 * (lm[0 if side == "r" else 3, :2] + lm[1 if side == "r" else 2, :2])
-                                       + np.array([0.0, -0.05]),
-                                       lm[1 if side == "r" else 2, :2]])
-    mc_r, mc_l, ul, ll = lm[11, :2], lm[12, :2], lm[13, :2], lm[14, :2]
-    ex["lips"] = np.array([mc_r, 0.5 * (mc_r + ul) + [0, -0.03], ul, 0.5 * (mc_l + ul) + [0, -0.03], mc_l,
-                           0.5 * (mc_l + ll) + [0, 0.02], ll, 0.5 * (mc_r + ll) + [0, 0.02]])
+        up = lid_h * math.hypot(d[0], d[1]) / 0.38
+        f = np.array([0.0, 0.28, 0.62, 1.0, 0.62, 0.28])[:, None]
+        dy = np.array([0.0, -0.8, -1.0, 0.0, 0.6, 0.55]) * up
+        pts[g[eye], :2] = po + f * d + np.stack([np.zeros(6), dy], axis=1)
+        pts[g[iris], :2] = 0.5 * (po + pi) + np.array([0.0, -0.01]) + 0.065 * _RING
+        pts[g[iris], 2] = 0.01
+        bo, bi = t[b_out, :2], t[b_in, :2]
+        pts[g[brow], :2] = np.array([bo, 0.5 * (bo + bi) + [0.0, -0.05], bi])
+        pts[g[brow], 2] = 0.02
+    mc_r, mc_l, ul, ll = t[11, :2], t[12, :2], t[13, :2], t[14, :2]
+    pts[g["lips"], :2] = np.array([mc_r, 0.5 * (mc_r + ul) + [0, -0.03], ul, 0.5 * (mc_l + ul) + [0, -0.03], mc_l,
+                                   0.5 * (mc_l + ll) + [0, 0.02], ll, 0.5 * (mc_r + ll) + [0, 0.02]])
     gap = mouth_open * 0.18
-    ex["mouth_in"] = np.array([mc_r + [0.03, 0], ul + [0, 0.035], mc_l + [-0.03, 0], ul + [0, 0.035 + gap]])
-    ex["nose"] = np.array([[0.0, -0.10], lm[9, :2] + [-0.05, -0.05], [0.0, lm[9, 1] + 0.04],
-                           lm[10, :2] + [0.05, -0.05]])
+    pts[g["mouth_in"], :2] = np.array([mc_r + [0.03, 0], ul + [0, 0.035], mc_l + [-0.03, 0], ul + [0, 0.035 + gap]])
+    pts[g["lips"], 2] = 0.06
+    pts[g["mouth_in"], 2] = 0.06
+    pts[g["nose"], :2] = np.array([[0.0, -0.10], t[9, :2] + [-0.05, -0.05], [0.0, t[9, 1] + 0.04],
+                                   t[10, :2] + [0.05, -0.05]])
+    pts[g["nose"], 2] = 0.05
+    surf = _on_surface(pts[:, :2], axes)
+    normals = _normals(np.stack([pts[:20, 0], pts[:20, 1], surf[:20]], axis=1), axes)
+    pts[:, 2] += surf
+    normals[8] = np.array([0.0, 0.15, 1.0]) / math.hypot(0.15, 1.0)  # nose tip
+    for k, sgn in ((9, -1.0), (10, 1.0)):  # nostrils look outwards, down and forwards
+        normals[k] = np.array([0.55 * sgn, 0.55, 0.63]) / math.sqrt(0.55**2 * 2 + 0.63**2)
     colours = {
         "skin": _SKIN_TONES[int(rng.integers(0, len(_SKIN_TONES)))] * rng.uniform(0.9, 1.08),
         "hair": _HAIR[int(rng.integers(0, len(_HAIR)))] * rng.uniform(0.8, 1.2),
@@ -223,81 +249,92 @@ def _face_model(rng: np.random.Generator):
         "bald": rng.random() < 0.08,
         "back": rng.uniform(-0.35, 0.0) * axes[2],
     }
-    return axes, lm, normals, ex, colours, style, (smile, mouth_open, brows)
+    return axes, pts, normals, colours, style
 
 
-def _to3d(xy: np.ndarray, axes: np.ndarray, prot: float = 0.0) -> np.ndarray:
-    xy = np.atleast_2d(np.asarray(xy, dtype=np.float64))
-    return np.concatenate([xy, (_on_surface(xy, axes) + prot)[:, None]], axis=1)
+_CHECKER = np.array([[[-1, -1], [0, -1], [0, 0], [-1, 0]], [[0, 0], [1, 0], [1, 1], [0, 1]],
+                     [[0, -1], [1, -1], [1, 0], [0, 0]], [[-1, 0], [0, 0], [0, 1], [-1, 1]]], dtype=np.float64)
+_UNIT_RECT = np.array([[-0.5, -0.5], [0.5, -0.5], [0.5, 0.5], [-0.5, 0.5]])
 
 
 def _clutter(rng: np.random.Generator, img: np.ndarray, size: int, count: int) -> None:
-    """Corner-rich background shapes: rectangles, triangles, checker patches, bars."""
-    for _ in range(count):
-        kind = int(rng.integers(0, 4))
-        col = tuple(float(v) for v in rng.uniform(0, 255, 3))
-        c = rng.uniform(-0.05, 1.05, 2) * size
-        s = rng.uniform(0.08, 0.3) * size
-        th = rng.uniform(0, 2 * math.pi)
-        rot = np.array([[math.cos(th), -math.sin(th)], [math.sin(th), math.cos(th)]])
-        if kind == 0:
-            w, h = s * rng.uniform(0.5, 1.0), s * rng.uniform(0.3, 1.0)
-            poly = np.array([[-w, -h], [w, -h], [w, h], [-w, h]]) * 0.5
-        elif kind == 1:
-            poly = rng.uniform(-0.6, 0.6, (3, 2)) * s
+    """Corner-rich background shapes: rectangles, triangles, 2x2 checker patches, bars."""
+    if count <= 0:
+        return
+    u = rng.random((count, 16))
+    cols = u[:, 10:16] * 255.0
+    for k in range(count):
+        uk = u[k]
+        kind = int(uk[0] * 4)
+        c = (uk[1:3] * 1.1 - 0.05) * size
+        s = (0.08 + 0.22 * uk[3]) * size
+        th = uk[4] * 2 * math.pi
+        ct, st = math.cos(th), math.sin(th)
+        rot_t = np.array([[ct, st], [-st, ct]])  # transpose of the rotation
+        col = (cols[k, 0], cols[k, 1], cols[k, 2])
+        if kind == 0:  # rectangle
+            poly = _UNIT_RECT * [s * (0.5 + 0.5 * uk[5]), s * (0.3 + 0.7 * uk[6])]
+        elif kind == 1:  # triangle
+            poly = (uk[5:11].reshape(3, 2) * 1.2 - 0.6) * s
         elif kind == 2:  # 2x2 checker patch: an X-junction
-            col2 = tuple(float(v) for v in rng.uniform(0, 255, 3))
-            q = s * 0.4
-            for (dx, dy), cc in (((0, 0), col), ((1, 1), col), ((1, 0), col2), ((0, 1), col2)):
-                sq = np.array([[dx - 1, dy - 1], [dx, dy - 1], [dx, dy], [dx - 1, dy]], dtype=np.float64) * q
-                cv2.fillPoly(img, [_pts(sq @ rot.T + c)], cc, cv2.LINE_AA, _SHIFT)
+            col2 = (cols[k, 3], cols[k, 4], cols[k, 5])
+            sq = _pts((_CHECKER * (0.4 * s)).reshape(-1, 2) @ rot_t + c).reshape(4, 4, 2)
+            cv2.fillPoly(img, [sq[0], sq[1]], col, cv2.LINE_AA, _SHIFT)
+            cv2.fillPoly(img, [sq[2], sq[3]], col2, cv2.LINE_AA, _SHIFT)
             continue
         else:  # bar
-            w, h = s * rng.uniform(0.8, 1.4), s * rng.uniform(0.06, 0.15)
-            poly = np.array([[-w, -h], [w, -h], [w, h], [-w, h]]) * 0.5
-        cv2.fillPoly(img, [_pts(poly @ rot.T + c)], col, cv2.LINE_AA, _SHIFT)
+            poly = _UNIT_RECT * [s * (0.8 + 0.6 * uk[5]), s * (0.06 + 0.09 * uk[6])]
+        cv2.fillPoly(img, [_pts(poly @ rot_t + c)], col, cv2.LINE_AA, _SHIFT)
+
+
+def _tup(c: np.ndarray) -> tuple[float, float, float]:
+    return (float(c[0]), float(c[1]), float(c[2]))
 
 
 def _one_face(rng: np.random.Generator, size: int, opts: dict[str, Any]):
     side2 = 2 * size
-    axes, lm, normals, ex, col, style, _expr = _face_model(rng)
-    yaw = float(rng.uniform(-1, 1) * opts["yaw"])
-    pitch = float(rng.uniform(-1, 1) * opts["pitch"])
-    roll = float(rng.uniform(-1, 1) * opts["roll"])
+    axes, pts, normals, col, style = _face_model(rng)
+    u = rng.random(3)
+    yaw, pitch, roll = (lo + (hi - lo) * float(uk) for (lo, hi), uk in zip((opts["yaw"], opts["pitch"], opts["roll"]), u))
     rot = rotation_matrix(yaw, pitch, roll)
     scale = rng.uniform(*opts["head_width"]) * size / (2 * axes[0])  # px per head unit
-    centre = size * (0.5 + rng.uniform(-0.08, 0.08, 2)) - 0.5
-    centre[1] -= 0.35 * scale  # centre the landmarks (brows to chin), not the skull
+    # centre the landmarks' box (not the skull) in the frame, with some jitter
+    rel = scale * (pts[:20] @ rot[:2].T)
+    centre = size * (0.5 + rng.uniform(-0.06, 0.06, 2)) - 0.5 - 0.5 * (rel.min(axis=0) + rel.max(axis=0))
 
-    def proj(p3: np.ndarray) -> np.ndarray:
-        pc = np.atleast_2d(p3) @ rot.T
-        return np.stack([centre[0] + scale * pc[:, 0], centre[1] + scale * pc[:, 1], pc[:, 2]], axis=1)
-
-    kp = proj(lm)
+    # off-surface points: neck top, two ear rings
+    ears = np.zeros((20, 3))
+    for j, sgn in enumerate((-1.0, 1.0)):
+        ears[10 * j:10 * j + 10] = [sgn * (axes[0] * 0.97 + 0.08), 0.05, -0.12]
+        ears[10 * j:10 * j + 10, 1] += 0.28 * _RING[:, 0]
+        ears[10 * j:10 * j + 10, 2] += 0.16 * _RING[:, 1]
+    allp = np.concatenate([pts, ears, [[0.0, 0.9, -0.2]]]) @ rot.T
+    xy = centre + scale * allp[:, :2]  # output pixels
+    q = _pts(xy)  # fixed point on the 2x canvas
+    g = _GROUPS
+    kp = xy[:20]
     n_cam = normals @ rot.T
     vis = (n_cam[:, 2] > 0).astype(np.float32)
+    # visibility of drawing groups: normal at the group's mean point
+    names = ("brow_r", "brow_l", "eye_r", "eye_l", "lips")
+    means = np.array([pts[g[nm]].mean(axis=0) for nm in names])
+    means[:, 2] = _on_surface(means[:, :2], axes)
+    group_vis = dict(zip(names, (_normals(means, axes) @ rot.T)[:, 2] > 0.0))
 
     # background, clutter, shoulders and neck
     img = colour_noise_background(rng, side2)
     _clutter(rng, img, size, int(rng.integers(opts["clutter"][0], opts["clutter"][1] + 1)))
-    neck = proj(np.array([[0.0, 0.9, -0.2]]))[0, :2]
-    neck_bottom = neck + np.array([0.0, 1.2 * scale])
-    skin_shade = tuple(float(v) for v in col["skin"] * 0.8)
-    cv2.line(img, tuple(_pts(neck[None])[0]), tuple(_pts(neck_bottom[None])[0]), skin_shade,
+    neck = xy[-1]
+    cv2.line(img, tuple(q[-1]), tuple(_pts(neck[None] + [[0.0, 1.2 * scale]])[0]), _tup(col["skin"] * 0.8),
              int(2 * 0.95 * scale), cv2.LINE_AA, _SHIFT)
-    sh_c = _pts(neck_bottom[None] + np.array([[0.0, 1.0 * scale]]))[0]
+    sh_c = _pts(neck[None] + [[0.0, 2.2 * scale]])[0]
     cv2.ellipse(img, tuple(sh_c), (int(2 * 2.6 * scale * _ONE), int(2 * 1.2 * scale * _ONE)), 0, 0, 360,
-                tuple(float(v) for v in col["shirt"]), -1, cv2.LINE_AA, _SHIFT)
+                _tup(col["shirt"]), -1, cv2.LINE_AA, _SHIFT)
     # ears (behind the head outline)
-    for s in (-1.0, 1.0):
-        en = rot @ np.array([s, 0.0, -0.2])
-        if en[2] > -0.6:
-            ec = np.array([s * axes[0] * 0.97, 0.05, -0.12])
-            u1 = np.array([0.0, 1.0, 0.0]) * 0.28
-            u2 = np.array([0.0, 0.0, 1.0]) * 0.16
-            ts = np.linspace(0, 2 * math.pi, 10, endpoint=False)
-            ring = ec + np.cos(ts)[:, None] * u1 + np.sin(ts)[:, None] * u2 + np.array([s * 0.08, 0, 0])
-            cv2.fillPoly(img, [_pts(proj(ring))], tuple(float(v) for v in col["skin"] * 0.85), cv2.LINE_AA, _SHIFT)
+    for j, sgn in enumerate((-1.0, 1.0)):
+        if float(rot[2] @ np.array([sgn, 0.0, -0.2])) > -0.6:
+            cv2.fillPoly(img, [q[_N_POINTS + 10 * j:_N_POINTS + 10 * j + 10]], _tup(col["skin"] * 0.85),
+                         cv2.LINE_AA, _SHIFT)
 
     # head: silhouette ellipse of the rotated ellipsoid (orthographic)
     m = rot @ np.diag(1.0 / axes**2) @ rot.T
@@ -347,50 +384,31 @@ def _one_face(rng: np.random.Generator, size: int, opts: dict[str, Any]):
                                                           interpolation=cv2.INTER_LINEAR)
 
     # facial features on the head layer (clipped by the silhouette when composited)
-    def visible(xy: np.ndarray, prot: float = 0.0) -> bool:
-        p = _to3d(xy, axes, prot).mean(axis=0)
-        return float((rot @ _normals(p[None], axes)[0])[2]) > 0.05
-
-    dark = tuple(float(v) for v in np.clip(col["hair"] * 0.6, 0, 255))
+    dark = _tup(np.clip(col["hair"] * 0.6, 0, 255))
     brow_t = max(1, int(2 * 0.055 * scale))
+    lid_t = max(1, int(2 * 0.03 * scale))
     for side in ("r", "l"):
-        brow = ex[f"brow_{side}"]
-        if visible(brow):
-            cv2.polylines(head, [_pts(proj(_to3d(brow, axes, 0.02)))], False, dark, brow_t, cv2.LINE_AA, _SHIFT)
-        eye = ex[f"eye_{side}"]
-        if visible(eye):
-            poly = _pts(proj(_to3d(eye, axes)))
-            cv2.fillPoly(head, [poly], (235, 235, 230), cv2.LINE_AA, _SHIFT)
-            # iris: a circle on the eye's tangent plane
-            ic = _to3d(ex[f"iris_{side}"], axes)[0]
-            n = _normals(ic[None], axes)[0]
-            u1 = np.cross(n, [0.0, 1.0, 0.0])
-            u1 /= np.linalg.norm(u1)
-            u2 = np.cross(n, u1)
-            ts = np.linspace(0, 2 * math.pi, 10, endpoint=False)
-            ring = ic + 0.065 * (np.cos(ts)[:, None] * u1 + np.sin(ts)[:, None] * u2)
-            cv2.fillPoly(head, [_pts(proj(ring))], tuple(float(v) for v in col["iris"]), cv2.LINE_AA, _SHIFT)
-            cv2.polylines(head, [poly[:4]], False, (25, 20, 20), max(1, int(2 * 0.03 * scale)), cv2.LINE_AA, _SHIFT)
-    lips = ex["lips"]
-    if visible(lips, 0.06):
-        cv2.fillPoly(head, [_pts(proj(_to3d(lips, axes, 0.06)))], tuple(float(v) for v in col["lips"]),
-                     cv2.LINE_AA, _SHIFT)
-        inner = _pts(proj(_to3d(ex["mouth_in"], axes, 0.06)))
-        cv2.fillPoly(head, [inner], (40, 10, 15), cv2.LINE_AA, _SHIFT)
+        if group_vis[f"brow_{side}"]:
+            cv2.polylines(head, [q[g[f"brow_{side}"]]], False, dark, brow_t, cv2.LINE_AA, _SHIFT)
+        if group_vis[f"eye_{side}"]:
+            eye = q[g[f"eye_{side}"]]
+            cv2.fillPoly(head, [eye], (235, 235, 230), cv2.LINE_AA, _SHIFT)
+            cv2.fillPoly(head, [q[g[f"iris_{side}"]]], _tup(col["iris"]), cv2.LINE_AA, _SHIFT)
+            cv2.polylines(head, [eye[:4]], False, (25, 20, 20), lid_t, cv2.LINE_AA, _SHIFT)
+    if group_vis["lips"]:
+        cv2.fillPoly(head, [q[g["lips"]]], _tup(col["lips"]), cv2.LINE_AA, _SHIFT)
+        cv2.fillPoly(head, [q[g["mouth_in"]]], (40, 10, 15), cv2.LINE_AA, _SHIFT)
     cv2.copyTo(head, mask, img)
 
     # nose (may stick out of the silhouette) and nostrils
-    nose3 = np.concatenate([_to3d(ex["nose"], axes, 0.05), lm[8:9]])
-    nose_p = proj(nose3)
-    hull = cv2.convexHull(_pts(nose_p))
-    ns = float(np.clip(0.45 + 0.6 * max(0.0, float((rot @ np.array([0.0, 0.1, 1.0]))[:3] @ light)), 0, 1.2))
-    cv2.fillPoly(img, [hull], tuple(float(v) for v in np.clip(col["skin"] * ns, 0, 255)), cv2.LINE_AA, _SHIFT)
-    cv2.polylines(img, [hull], True, tuple(float(v) for v in col["skin"] * 0.55), max(1, int(2 * 0.025 * scale)),
-                  cv2.LINE_AA, _SHIFT)
+    hull = cv2.convexHull(np.concatenate([q[g["nose"]], q[8:9]]))
+    ns = 0.45 + 0.6 * max(0.0, float((rot @ np.array([0.0, 0.1, 1.0])) @ light))
+    cv2.fillPoly(img, [hull], _tup(np.clip(col["skin"] * ns, 0, 255)), cv2.LINE_AA, _SHIFT)
+    cv2.polylines(img, [hull], True, _tup(col["skin"] * 0.55), max(1, int(2 * 0.025 * scale)), cv2.LINE_AA, _SHIFT)
     for k in (9, 10):
         if vis[k]:
             r = int(2 * 0.045 * scale * max(0.3, n_cam[k, 2]) * _ONE) + 1
-            cv2.circle(img, tuple(_pts(kp[k:k + 1])[0]), r, (35, 15, 15), -1, cv2.LINE_AA, _SHIFT)
+            cv2.circle(img, tuple(q[k]), r, (35, 15, 15), -1, cv2.LINE_AA, _SHIFT)
 
     out = cv2.resize(img, (size, size), interpolation=cv2.INTER_AREA)
     sigma = rng.uniform(*opts["blur"])
@@ -398,12 +416,11 @@ def _one_face(rng: np.random.Generator, size: int, opts: dict[str, Any]):
         out = cv2.GaussianBlur(out, (0, 0), sigma)
     out = add_pixel_noise(rng, out, float(rng.uniform(*opts["noise"])))
 
-    xy = kp[:, :2]
-    inside = (xy >= -0.5).all(axis=1) & (xy <= size - 0.5).all(axis=1)
+    inside = (kp >= -0.5).all(axis=1) & (kp <= size - 0.5).all(axis=1)
     vis[~inside] = 0
-    lo, hi = xy.min(axis=0), xy.max(axis=0)
+    lo, hi = kp.min(axis=0), kp.max(axis=0)
     bbox = np.array([lo[0], lo[1], hi[0], hi[1]], dtype=np.float32)
-    return out, xy.astype(np.float32), vis, bbox, np.array([yaw, pitch, roll], np.float32)
+    return out, kp.astype(np.float32), vis, bbox, np.array([yaw, pitch, roll], np.float32)
 
 
 def generate_faces(n: int, seed: int, size: int = 64, **options: Any) -> ArrayDataset:

@@ -89,6 +89,8 @@ DEFAULT_OPTIONS: dict[str, Any] = {
     "rotation": 25.0,  # max in-plane rotation, degrees (uniform +-)
     "distractors": (1, 4),  # inclusive range of distractor shapes
     "limb_like_fraction": 0.5,  # share of distractors that are capsules
+    "mimic_prob": 0.0,  # probability that a distractor takes a colour of the person's clothes/skin
+    "limb_thickness": (0.85, 1.2),  # multiplier of the limb widths
     "occluder_prob": 0.2,  # probability that an image gets 1-2 occluders
     "truncation_prob": 0.1,  # probability that the figure may leave the frame
     "blur": (0.0, 0.7),  # Gaussian blur sigma at output resolution
@@ -165,13 +167,13 @@ def _check_options(options: dict[str, Any]) -> dict[str, Any]:
     if unknown:
         raise ValueError(f"generate_figures: unknown option(s) {unknown}; known: {sorted(DEFAULT_OPTIONS)}")
     opts = {**DEFAULT_OPTIONS, **options}
-    for key in ("person_height", "distractors", "blur", "noise", "left_shade"):
+    for key in ("person_height", "distractors", "blur", "noise", "left_shade", "limb_thickness"):
         lo_hi = opts[key]
         if len(lo_hi) != 2 or lo_hi[0] > lo_hi[1] or lo_hi[0] < 0:
             raise ValueError(f"generate_figures: option {key!r} must be a (low, high) pair with 0 <= low <= high, got {lo_hi!r}")
     if not 0.1 <= opts["person_height"][0] <= opts["person_height"][1] <= 1.2:
         raise ValueError(f"generate_figures: person_height must lie in [0.1, 1.2], got {opts['person_height']!r}")
-    for key in ("limb_like_fraction", "occluder_prob", "truncation_prob"):
+    for key in ("limb_like_fraction", "mimic_prob", "occluder_prob", "truncation_prob"):
         if not 0.0 <= float(opts[key]) <= 1.0:
             raise ValueError(f"generate_figures: option {key!r} must be a probability in [0, 1], got {opts[key]!r}")
     if not 0.0 <= float(opts["rotation"]) <= 180.0:
@@ -334,18 +336,22 @@ def _random_shape(rng: np.random.Generator, img: np.ndarray, size: int, scale: f
         cv2.fillPoly(mask, [poly], 255, cv2.LINE_8, _SHIFT)
 
 
-def _draw_figure(rng: np.random.Generator, img: np.ndarray, j: np.ndarray, h_px: float, shade: float) -> None:
-    """Draw the person (joints ``j`` in output pixels) on the 2x canvas."""
+def _figure_colours(rng: np.random.Generator) -> dict[str, np.ndarray]:
     upper_c = _colour(rng)
     lower_c = _colour(rng)
     if rng.random() < 0.3:  # dark trousers are common
         lower_c = rng.uniform(20, 90, 3)
-    skin = _SKIN_TONES[int(rng.integers(0, len(_SKIN_TONES)))] * rng.uniform(0.9, 1.05)
-    skin = np.clip(skin, 0, 255)
+    skin = np.clip(_SKIN_TONES[int(rng.integers(0, len(_SKIN_TONES)))] * rng.uniform(0.9, 1.05), 0, 255)
+    return {"upper": upper_c, "lower": lower_c, "skin": skin}
+
+
+def _draw_figure(rng: np.random.Generator, img: np.ndarray, j: np.ndarray, h_px: float, shade: float,
+                 colours: dict[str, np.ndarray], thick: float) -> None:
+    """Draw the person (joints ``j`` in output pixels) on the 2x canvas."""
+    upper_c, lower_c, skin = colours["upper"], colours["lower"], colours["skin"]
     long_sleeves = rng.random() < 0.5
     shoe_c = rng.uniform(10, 80, 3)
     hair_c = rng.uniform(10, 120, 3)
-    thick = rng.uniform(0.85, 1.2)
     leg_t = 0.085 * h_px * thick
     arm_t = 0.06 * h_px * thick
     right_c = {"upper": upper_c, "lower": lower_c, "fore": upper_c if long_sleeves else skin, "skin": skin}
@@ -419,12 +425,18 @@ def _one_figure(rng: np.random.Generator, size: int, opts: dict[str, Any]):
     joints = joints + t
 
     img = colour_noise_background(rng, side2)
+    colours = _figure_colours(rng)
+    palette = list(colours.values())
     n_dis = int(rng.integers(opts["distractors"][0], opts["distractors"][1] + 1))
     for _ in range(n_dis):
         limb_like = rng.random() < opts["limb_like_fraction"]
-        _random_shape(rng, img, size, h_px * rng.uniform(0.15, 0.35), limb_like, _tup(_colour(rng)))
+        if rng.random() < opts["mimic_prob"]:  # same colour as a part of the person
+            c = palette[int(rng.integers(0, len(palette)))] * rng.uniform(0.85, 1.05)
+        else:
+            c = _colour(rng)
+        _random_shape(rng, img, size, h_px * rng.uniform(0.15, 0.35), limb_like, _tup(c))
     shade = float(rng.uniform(*opts["left_shade"]))
-    _draw_figure(rng, img, joints, h_px, shade)
+    _draw_figure(rng, img, joints, h_px, shade, colours, float(rng.uniform(*opts["limb_thickness"])))
 
     vis = np.ones(14, dtype=np.float32)
     if rng.random() < opts["occluder_prob"]:

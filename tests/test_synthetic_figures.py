@@ -1,0 +1,197 @@
+"""Tests for the synthetic 'figures' generator (articulated people, LSP joints)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from landmark_study.data.sample import ArrayDataset
+from landmark_study.data.synthetic import figures as F
+from landmark_study.data.synthetic.figures import (
+    ANGLE_NAMES,
+    CLASS_FLIP,
+    CLASS_NAMES,
+    FIGURES_SPEC,
+    classify_pose,
+    generate_figures,
+)
+
+CLEAN = dict(distractors=(0, 0), occluder_prob=0.0, truncation_prob=0.0, noise=(0.0, 0.0), blur=(0.0, 0.0))
+
+
+@pytest.fixture(scope="module")
+def ds() -> ArrayDataset:
+    return generate_figures(96, seed=5)
+
+
+def test_module_contract():
+    assert isinstance(F.VERSION, int)
+    assert F.SPEC is FIGURES_SPEC
+    assert F.DEFAULT_SPLIT_SIZES == {"train": 4000, "val": 500, "test": 500}
+    assert FIGURES_SPEC.num_keypoints == 14
+    assert FIGURES_SPEC.keypoint_names[0] == "r_ankle" and FIGURES_SPEC.keypoint_names[13] == "head_top"
+    assert FIGURES_SPEC.normaliser == "bbox"
+    assert FIGURES_SPEC.num_classes == len(CLASS_NAMES) == len(FIGURES_SPEC.class_names)
+    # flip permutation is an involution that swaps R/L names
+    perm = FIGURES_SPEC.flip_permutation()
+    assert np.array_equal(perm[perm], np.arange(14))
+    for a, b in FIGURES_SPEC.flip_pairs:
+        na, nb = FIGURES_SPEC.keypoint_names[a], FIGURES_SPEC.keypoint_names[b]
+        assert na.startswith("r_") and nb == "l_" + na[2:]
+
+
+def test_shapes_and_dtypes(ds):
+    n = len(ds)
+    assert ds.images.shape == (n, 64, 64, 3) and ds.images.dtype == np.uint8
+    assert ds.keypoints.shape == (n, 14, 2) and ds.keypoints.dtype == np.float32
+    assert ds.visibility.shape == (n, 14) and ds.visibility.dtype == np.float32
+    assert set(np.unique(ds.visibility)) <= {0.0, 1.0}
+    assert ds.bbox.shape == (n, 4) and ds.bbox.dtype == np.float32
+    assert ds.labels.dtype == np.int64 and ds.labels.shape == (n,)
+    assert ds.meta["torso"].shape == (n,)
+    assert ds.meta["angles"].shape == (n, len(ANGLE_NAMES))
+    assert ds.images.std() > 10  # not blank
+
+
+def test_determinism_and_prefix():
+    a = generate_figures(6, seed=11)
+    b = generate_figures(6, seed=11)
+    c = generate_figures(3, seed=11)
+    d = generate_figures(3, seed=12)
+    for key in ("images", "keypoints", "visibility", "bbox", "labels"):
+        assert np.array_equal(getattr(a, key), getattr(b, key))
+        assert np.array_equal(getattr(a, key)[:3], getattr(c, key))
+    assert not np.array_equal(a.images[:3], d.images)
+
+
+def test_keypoints_finite_and_visible_inside(ds):
+    assert np.isfinite(ds.keypoints).all()
+    vis = ds.visibility > 0
+    k = ds.keypoints[vis]
+    assert (k >= -0.5).all() and (k <= 63.5).all()
+    assert vis.mean() > 0.8  # most joints visible by default
+
+
+def test_bbox_is_padded_joint_box_and_torso(ds):
+    lo, hi = ds.keypoints.min(axis=1), ds.keypoints.max(axis=1)
+    pad = 0.05 * (hi - lo).max(axis=1)
+    expect = np.concatenate([lo - pad[:, None], hi + pad[:, None]], axis=1)
+    np.testing.assert_allclose(ds.bbox, expect, atol=1e-4)
+    np.testing.assert_allclose(ds.normaliser_values(), 1.1 * (hi - lo).max(axis=1), rtol=1e-5)
+    np.testing.assert_allclose(ds.meta["torso"], np.linalg.norm(ds.keypoints[:, 9] - ds.keypoints[:, 2], axis=-1),
+                               rtol=1e-5)
+    # figures are a sizeable part of the frame (person height 55-80% of the side)
+    side = (hi - lo).max(axis=1)
+    assert side.min() > 0.3 * 64 and np.median(side) > 0.5 * 64
+
+
+def test_labels_balanced_and_follow_the_rule(ds):
+    assert np.array_equal(classify_pose(ds.meta["angles"]), ds.labels)
+    counts = np.bincount(ds.labels, minlength=len(CLASS_NAMES))
+    assert (counts > 0).all(), counts
+
+
+def _angles(**kw) -> np.ndarray:
+    a = np.zeros(len(ANGLE_NAMES))
+    for k, v in kw.items():
+        a[ANGLE_NAMES.index(k)] = v
+    return a
+
+
+def test_classify_pose_known_cases():
+    cases = {
+        "stand": _angles(),
+        "arms_up": _angles(r_shoulder=160, l_shoulder=150),
+        "t_pose": _angles(r_shoulder=90, l_shoulder=95),
+        "right_arm_raised": _angles(r_shoulder=150, l_shoulder=10),
+        "left_arm_raised": _angles(r_shoulder=10, l_shoulder=150),
+        "hands_on_hips": _angles(r_shoulder=40, l_shoulder=40, r_elbow=110, l_elbow=120),
+        "squat": _angles(r_hip=45, l_hip=50, r_knee=100, l_knee=90, r_shoulder=150),
+        "stride": _angles(r_hip=25, l_hip=25, r_knee=50, l_shoulder=150),
+    }
+    got = classify_pose(np.stack(list(cases.values())))
+    assert [CLASS_NAMES[i] for i in got] == list(cases)
+    assert classify_pose(_angles(r_shoulder=90, l_shoulder=150)) == -1  # no rule: never sampled
+    with pytest.raises(ValueError, match="angles"):
+        classify_pose(np.zeros((3, 5)))
+
+
+def test_flip_convention_and_class_flip():
+    ds = generate_figures(24, seed=3, rotation=0.0, **CLEAN)
+    kp = ds.keypoints
+    # facing the viewer: the person's right side is on the image's left
+    assert (kp[:, 8, 0] < kp[:, 9, 0]).all()  # shoulders
+    assert (kp[:, 2, 0] < kp[:, 3, 0]).all()  # hips
+    assert (kp[:, 13, 1] < kp[:, 12, 1]).all()  # head top above the neck
+    # mirrored image + spec flip permutation keeps the same convention
+    perm = FIGURES_SPEC.flip_permutation()
+    flipped = kp.copy()
+    flipped[..., 0] = 63 - flipped[..., 0]
+    flipped = flipped[:, perm]
+    assert (flipped[:, 8, 0] < flipped[:, 9, 0]).all()
+    assert (flipped[:, 2, 0] < flipped[:, 3, 0]).all()
+    # a flip swaps the R/L angle columns, and the class follows CLASS_FLIP
+    ang = ds.meta["angles"].copy()
+    swap = [1, 0, 3, 2, 5, 4, 7, 6, 8, 9, 10]
+    assert np.array_equal(classify_pose(ang[:, swap]), np.array(CLASS_FLIP)[ds.labels])
+
+
+def test_left_limbs_are_a_slightly_darker_shade():
+    ds = generate_figures(60, seed=8, **CLEAN)
+    ratios = []
+    for i in np.flatnonzero(np.isin(ds.labels, [1, 2])):  # arms_up / t_pose: shins are unobstructed
+        kp = ds.keypoints[i]
+        r = np.rint(0.5 * (kp[1] + kp[0])).astype(int)  # R shin midpoint
+        left = np.rint(0.5 * (kp[4] + kp[5])).astype(int)
+        cr = ds.images[i, r[1], r[0]].astype(float).sum()
+        cl = ds.images[i, left[1], left[0]].astype(float).sum()
+        if cr > 60:
+            ratios.append(cl / cr)
+    assert len(ratios) >= 5
+    assert 0.75 < np.median(ratios) < 0.95
+
+
+def test_occluders_set_visibility_zero():
+    clean = generate_figures(40, seed=2, **CLEAN)
+    occ = generate_figures(40, seed=2, **{**CLEAN, "occluder_prob": 1.0})
+    assert (clean.visibility == 1).all()
+    np.testing.assert_array_equal(clean.keypoints, occ.keypoints)  # same figures, occluders on top
+    hidden = occ.visibility == 0
+    assert hidden.any(axis=1).mean() > 0.5  # most images lose at least one joint
+    changed = []
+    for i, k in zip(*np.nonzero(hidden)):
+        x, y = np.rint(occ.keypoints[i, k]).astype(int)
+        changed.append(np.abs(occ.images[i, y, x].astype(int) - clean.images[i, y, x].astype(int)).max() > 0)
+    assert np.mean(changed) > 0.9
+    # default rate is about 20% of the images
+    d = generate_figures(200, seed=9, truncation_prob=0.0)
+    assert 0.08 < (d.visibility == 0).any(axis=1).mean() < 0.3
+
+
+def test_joints_outside_the_frame_are_invisible():
+    ds = generate_figures(60, seed=4, truncation_prob=1.0, occluder_prob=0.0)
+    outside = ((ds.keypoints < -0.5) | (ds.keypoints > 63.5)).any(axis=-1)
+    assert outside.any()
+    assert (ds.visibility[outside] == 0).all()
+    assert (ds.visibility[~outside] == 1).all()
+
+
+def test_size_128_scales_keypoints():
+    a = generate_figures(4, seed=7, size=64)
+    b = generate_figures(4, seed=7, size=128)
+    assert b.images.shape == (4, 128, 128, 3)
+    np.testing.assert_array_equal(a.labels, b.labels)
+    # pixel-centre convention: x_128 = (x_64 + 0.5) * 2 - 0.5
+    np.testing.assert_allclose(b.keypoints, 2 * a.keypoints + 0.5, atol=1e-3)
+
+
+def test_bad_arguments_raise():
+    with pytest.raises(ValueError, match="bogus"):
+        generate_figures(2, 0, bogus=1)
+    with pytest.raises(ValueError, match="size"):
+        generate_figures(2, 0, size=8)
+    with pytest.raises(ValueError, match="occluder_prob"):
+        generate_figures(2, 0, occluder_prob=1.5)
+    with pytest.raises(ValueError, match="person_height"):
+        generate_figures(2, 0, person_height=(0.8, 0.5))
+    assert len(generate_figures(0, 0)) == 0
