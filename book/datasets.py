@@ -74,7 +74,8 @@ print(f"profile={P.profile} seeds={list(P.seeds)} label_fractions={list(P.label_
 # %%
 for name in ("shapes", "blocks", "figures", "faces"):
     ds = get_dataset(name, "val", n=P.gallery_size, seed=0)
-    titles = None if ds.labels is None else [f"class {int(c)}" for c in ds.labels]
+    names = ds.spec.class_names
+    titles = None if ds.labels is None else [names[int(c)] if names else f"class {int(c)}" for c in ds.labels]
     fig = plots.gallery(ds, n=P.gallery_size, titles=titles,
                         suptitle=f"{name}: {ds.spec.num_keypoints} keypoints, {ds.image_size[0]}x{ds.image_size[1]}, "
                                  f"validation split, seed 0")
@@ -145,6 +146,25 @@ for f in sorted(df.label_fraction.unique()):
     plt.show()
 
 # %% [markdown]
+# ## Generic keypoints on `faces`
+#
+# The self-training and clustering chapters start from generic keypoints. For
+# that start to be as (un)helpful as on real faces, the classical detectors
+# should hit the `faces` landmarks about as often as SuperPoint hits CelebA's.
+# The papers' figures (quoted as theirs): Mallis's thesis, ch. 2, Fig. 2.4,
+# reports SuperPoint and R2D2 precision "over 50%" against the 68 CelebA
+# landmarks, counting a keypoint within 10 px at 256x256 as a hit; ch. 4
+# (Fig. 4.3, p. 56) says round-0 SuperPoint pseudo-labels have "precision and
+# recall values close to 0.4" against 13 landmarks at 8 px. We use the 10 px
+# radius scaled to our resolution. Without the face box, background clutter
+# draws detections too; with it (the papers crop to the face), precision rises.
+
+# %%
+from landmark_study.chapters.datasets import detector_table
+
+detector_table(P.detector_images)
+
+# %% [markdown]
 # ## Real datasets
 #
 # One manifest per dataset the papers use. `python -m landmark_study data fetch NAME`
@@ -156,7 +176,10 @@ for f in sorted(df.label_fraction.unique()):
 from landmark_study.data.manifests import list_manifests, load_manifest
 
 rows = []
-for name in list_manifests():
+for name in list_manifests(kind="real"):
     m = load_manifest(name)
-    rows.append({k: m.get(k) for k in ("name", "used_by", "num_keypoints", "normaliser", "licence")})
+    rows.append({"dataset": m.title, "keypoints": len(m.keypoint_names), "normaliser": m.normaliser,
+                 "used by": "; ".join(f"{u['paper']} ({u['role']})" for u in m.used_by),
+                 "protocols": ", ".join(m.protocols), "licence": m.licence})
+pd.set_option("display.max_colwidth", 80)
 pd.DataFrame(rows)

@@ -319,7 +319,7 @@ def detect_dataset(
     ``kw`` goes to :func:`detect` (``max_points``, ``anms``, ``detector_kw``, ...).
     ``progress=None`` shows a tqdm bar unless the environment variable ``CI`` is set.
     """
-    from tqdm.auto import tqdm
+    from tqdm import tqdm
 
     _check_method(method)
     if "bbox" in kw:

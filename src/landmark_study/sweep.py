@@ -51,7 +51,7 @@ def run_grid(configs: Sequence[RunConfig], store: ResultsStore, *, workers: int 
     LocalCluster of ``workers`` single-threaded processes (torch gets
     cores // workers threads each), or the cluster at ``scheduler``.
     """
-    from tqdm.auto import tqdm
+    from tqdm import tqdm
 
     from .train import progress_default
 

@@ -219,7 +219,7 @@ def train(config: RunConfig, *, checkpoint_path: str | Path | None = None, progr
     ``train.checkpoint_every`` steps. ``stop_after``: stop (after checkpointing)
     at that step -- used by tests to simulate an interruption.
     """
-    from tqdm.auto import tqdm
+    from tqdm import tqdm
 
     device = device or pick_device()
     progress = progress_default() if progress is None else progress
@@ -250,7 +250,7 @@ def train(config: RunConfig, *, checkpoint_path: str | Path | None = None, progr
     ckpt = Path(checkpoint_path) if checkpoint_path else None
     if ckpt is not None and ckpt.exists():
         try:
-            state = torch.load(ckpt, weights_only=False)
+            state = torch.load(ckpt, weights_only=True)  # never unpickle arbitrary objects
         except Exception as e:  # a torn or foreign file: start over rather than trust it
             import warnings
 
@@ -265,7 +265,8 @@ def train(config: RunConfig, *, checkpoint_path: str | Path | None = None, progr
                 unl_sampler.load(state["unl_sampler"])
             history, step, train_time = state["history"], state["step"], state["train_time"]
             torch.set_rng_state(state["torch_rng"])
-            np.random.set_state(state["numpy_rng"])
+            name, keys, pos, has_gauss, cached = state["numpy_rng"]
+            np.random.set_state((name, keys.numpy().astype(np.uint32), pos, has_gauss, cached))
             random.setstate(state["python_rng"])
 
     bar = tqdm(total=t.steps, initial=step, disable=not progress, desc=f"{config.method}", leave=False)
@@ -312,7 +313,7 @@ def train(config: RunConfig, *, checkpoint_path: str | Path | None = None, progr
                 "scheduler": sched.state_dict(), "lab_sampler": lab_sampler.state(),
                 "unl_sampler": unl_sampler.state() if unl_sampler is not None else None,
                 "history": history, "train_time": train_time, "torch_rng": torch.get_rng_state(),
-                "numpy_rng": np.random.get_state(), "python_rng": random.getstate(),
+                "numpy_rng": _numpy_rng_state(), "python_rng": random.getstate(),
             })
         if stop_after is not None and step == stop_after and step < t.steps:
             bar.close()
@@ -330,6 +331,12 @@ def train(config: RunConfig, *, checkpoint_path: str | Path | None = None, progr
     }
     return {"history": _jsonable(history), "final": _jsonable(final), "predictions": predictions,
             "device": str(device)}
+
+
+def _numpy_rng_state() -> tuple:
+    """numpy's global RNG state with its key array as a tensor (loadable with weights_only=True)."""
+    name, keys, pos, has_gauss, cached = np.random.get_state()
+    return (name, torch.from_numpy(keys.astype(np.int64)), int(pos), int(has_gauss), float(cached))
 
 
 def _jsonable(x: Any) -> Any:

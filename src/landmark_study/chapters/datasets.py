@@ -92,3 +92,31 @@ def calibration_verdict(df) -> dict:
         "ok_full": (float(hi.mean()) >= CALIBRATION_FULL_PCK) if hi_f == 1.0 else None,
         "seeds_low": int(len(lo)), "seeds_high": int(len(hi)),
     }
+
+
+SUPERPOINT_RADIUS_AT_256 = 10.0  # px; the papers' precision radius for SuperPoint on CelebA
+
+
+def detector_table(n_images: int, sizes: tuple[int, ...] = (64, 128), max_points: int = 30) -> "pd.DataFrame":
+    """Precision/recall of the classical detectors against the ``faces`` landmarks.
+
+    The radius is the papers' 10 px at 256x256, scaled to each size; with and
+    without the face-box filter the papers apply.
+    """
+    import pandas as pd
+
+    from ..data.synthetic import get_dataset
+    from ..keypoints import METHODS, detect_dataset, precision_recall
+
+    rows = []
+    for size in sizes:
+        ds = get_dataset("faces", "test", n=n_images, seed=0, size=size)
+        radius = SUPERPOINT_RADIUS_AT_256 * size / 256.0
+        for method in METHODS:
+            for use_bbox in (False, True):
+                dets = detect_dataset(ds, method, use_bbox=use_bbox, max_points=max_points, progress=False)
+                pr = precision_recall(dets, ds.keypoints, ds.visibility, radius)
+                rows.append({"size": size, "radius px": radius, "detector": method, "face box": use_bbox,
+                             "points/image": round(pr["n_detections"] / len(ds), 1),
+                             "precision": round(pr["precision"], 3), "recall": round(pr["recall"], 3)})
+    return pd.DataFrame(rows)

@@ -135,7 +135,7 @@ def download(url: str, dest: str | Path, *, expected_size: int | None = None, pr
         raise FetchError(f"{url}: HTTP {e.code} {e.reason}") from None
     except (urllib.error.URLError, OSError) as e:
         raise FetchError(f"{url}: {getattr(e, 'reason', e)}") from None
-    from tqdm.auto import tqdm
+    from tqdm import tqdm
 
     with resp:
         status = getattr(resp, "status", 200)

@@ -372,7 +372,7 @@ class RecordDataset:
         idx = range(len(self)) if indices is None else [int(i) for i in indices]
         it: Iterable[int] = idx
         if progress:
-            from tqdm.auto import tqdm
+            from tqdm import tqdm
 
             it = tqdm(idx, desc=f"loading {self.spec.name}", disable=bool(os.environ.get("CI")))
         samples = [self.sample(i, size) for i in it]

@@ -262,7 +262,7 @@ def _generate(name: str, fn: Callable[..., ArrayDataset], n: int, seed: int, siz
     if not (_progress_enabled(progress) and n > CHUNK and _accepts_start(fn)):
         ds = fn(n, seed, **kwargs)
     else:
-        from tqdm.auto import tqdm
+        from tqdm import tqdm
 
         parts = []
         with tqdm(total=n, desc=f"generating {name}", unit="img") as bar:
