@@ -30,3 +30,22 @@ def tiny_config(**overrides):
         "train.checkpoint_every": 3, "train.eval_size": 16,
     })
     return base.with_overrides(**overrides) if overrides else base
+
+
+_real_connect = __import__("socket").socket.connect
+
+
+def _loopback_only(self, address, *args, **kwargs):
+    host = address[0] if isinstance(address, tuple) else address
+    if isinstance(host, str) and not (host.startswith("127.") or host in ("localhost", "::1", "")) \
+            and self.family in (__import__("socket").AF_INET, __import__("socket").AF_INET6):
+        raise OSError(f"network access to {host!r} is not allowed in tests (loopback only)")
+    return _real_connect(self, address, *args, **kwargs)
+
+
+@pytest.fixture(autouse=True)
+def _no_network(monkeypatch):
+    """Tests may talk to servers they start on loopback, nothing else."""
+    import socket
+
+    monkeypatch.setattr(socket.socket, "connect", _loopback_only)

@@ -245,6 +245,7 @@ def train(config: RunConfig, *, checkpoint_path: str | Path | None = None, progr
     val = data.val.subset(np.arange(min(t.eval_size, len(data.val))))
 
     history: list[dict[str, Any]] = []
+    running: dict[str, float] = {}  # loss sums since the last log entry
     step = 0
     train_time = 0.0
     ckpt = Path(checkpoint_path) if checkpoint_path else None
@@ -264,6 +265,7 @@ def train(config: RunConfig, *, checkpoint_path: str | Path | None = None, progr
             if unl_sampler is not None:
                 unl_sampler.load(state["unl_sampler"])
             history, step, train_time = state["history"], state["step"], state["train_time"]
+            running = dict(state["running"])
             torch.set_rng_state(state["torch_rng"])
             name, keys, pos, has_gauss, cached = state["numpy_rng"]
             np.random.set_state((name, keys.numpy().astype(np.uint32), pos, has_gauss, cached))
@@ -271,7 +273,6 @@ def train(config: RunConfig, *, checkpoint_path: str | Path | None = None, progr
 
     bar = tqdm(total=t.steps, initial=step, disable=not progress, desc=f"{config.method}", leave=False)
     method.module.train()
-    running: dict[str, float] = {}
     while step < t.steps:
         t0 = time.perf_counter()
         lb = lab.batch(lab_sampler.next())
@@ -312,7 +313,8 @@ def train(config: RunConfig, *, checkpoint_path: str | Path | None = None, progr
                 "step": step, "method": method.state_dict(), "optimizer": opt.state_dict(),
                 "scheduler": sched.state_dict(), "lab_sampler": lab_sampler.state(),
                 "unl_sampler": unl_sampler.state() if unl_sampler is not None else None,
-                "history": history, "train_time": train_time, "torch_rng": torch.get_rng_state(),
+                "history": history, "running": dict(running), "train_time": train_time,
+                "torch_rng": torch.get_rng_state(),
                 "numpy_rng": _numpy_rng_state(), "python_rng": random.getstate(),
             })
         if stop_after is not None and step == stop_after and step < t.steps:

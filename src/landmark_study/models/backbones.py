@@ -13,19 +13,16 @@ Widths and depths are arguments, so the same definition serves 64x64 inputs on
 a 2-core CPU (the defaults) and 256x256 inputs on a GPU (larger ``width``,
 ``heatmap_stride=4``).
 
-Parameter counts for the default configurations (backbone only, any
-``heatmap_stride``, ``norm='bn'``; GroupNorm has the same count):
+Parameter counts of the default configurations (backbone only; the same for
+every ``heatmap_stride`` and for ``norm='bn'`` or ``'gn'``):
 
-==============  ============================================  =========
-name            default configuration                          params
-==============  ============================================  =========
-hrnet_small     width=16, num_branches=3, blocks=1,           193,344
-                modules=(1, 2)
-hourglass       width=64, depth=3                              178,560
-resnet_deconv   width=16, blocks=(1, 1, 1, 1), deconv          317,024
-                width=32, num_deconv=3
-unet_small      width=12, depth=3                              276,036
-==============  ============================================  =========
+* ``hrnet_small`` (width=16, num_branches=3, blocks=1, modules=(1, 1)): 192,656
+* ``hourglass`` (width=32, depth=3, block='hierarchical'): 72,944
+* ``resnet_deconv`` (width=16, blocks=(1, 1, 1, 1), deconv_width=32,
+  num_deconv=3): 406,032
+* ``unet_small`` (width=12, depth=3): 273,216
+
+TIMING_NOTE
 """
 
 from __future__ import annotations
@@ -36,7 +33,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from .layers import BasicBlock, HierarchicalBlock, PreActBottleneck, check_stride, conv_norm_act, make_norm, make_stem, upsample_to
+from .layers import (BasicBlock, HierarchicalBlock, PreActBottleneck, check_stride, conv_norm_act, make_norm,
+                     make_stem, upsample_to)
 
 
 def _check_positive(name: str, value: int) -> int:
@@ -116,8 +114,8 @@ class HRNetSmall(Backbone):
     finest one, as HRNet's pose head does. Input sides must be divisible by
     ``heatmap_stride * 2**(num_branches - 1)``.
 
-    Default (``width=16, num_branches=3, blocks=1, modules=(1, 1)``): 193,344
-    parameters. HRNet-W32 proper is ``width=32, num_branches=4`` with more modules.
+    Default (``width=16, num_branches=3, blocks=1, modules=(1, 1)``): 192,656
+    parameters (``modules=(1, 2)``: 328,496). HRNet-W32 proper is ``width=32, num_branches=4`` with more modules.
     """
 
     def __init__(self, width: int = 16, heatmap_stride: int = 2, norm: str = "bn", *,
@@ -174,7 +172,8 @@ class Hourglass(Backbone):
     coarser level, 1/2 ... 1/2**depth]. Input sides must be divisible by
     ``heatmap_stride * 2**depth``; ``width`` must be divisible by 4.
 
-    Default (``width=32, depth=3, block='hierarchical'``): 83,296 parameters.
+    Default (``width=32, depth=3, block='hierarchical'``): 72,944 parameters
+    (``width=48``: 162,456; ``width=64``: 287,328).
     """
 
     def __init__(self, width: int = 32, heatmap_stride: int = 2, norm: str = "bn", *,
@@ -230,7 +229,7 @@ class ResNetDeconv(Backbone):
     (finest first). Input sides must be divisible by ``heatmap_stride * 2**num_deconv``.
 
     Default (``width=16, blocks=(1, 1, 1, 1), deconv_width=32, num_deconv=3``):
-    317,024 parameters. SimpleBaseline-ResNet50 itself is ``deconv_width=256`` on a
+    406,032 parameters. SimpleBaseline-ResNet50 itself is ``deconv_width=256`` on a
     bottleneck ResNet with a stride-32 encoder.
     """
 
@@ -294,7 +293,7 @@ class UNetSmall(Backbone):
     ``features`` = [decoder outputs, finest first, then the bottleneck]. Input
     sides must be divisible by ``heatmap_stride * 2**depth``.
 
-    Default (``width=12, depth=3``): 276,036 parameters (Xie et al.'s preliminary
+    Default (``width=12, depth=3``): 273,216 parameters (Xie et al.'s preliminary
     collapse experiment used a 234K-parameter U-Net at 64x64 with 32x32 heatmaps).
     """
 
@@ -310,7 +309,8 @@ class UNetSmall(Backbone):
         self.feature_channels = tuple(chans)
         self.stem = make_stem(width, heatmap_stride, norm)
         self.enc = nn.ModuleList(
-            [_double_conv(width, width, norm)] + [_double_conv(chans[i - 1], chans[i], norm) for i in range(1, depth + 1)]
+            [_double_conv(width, width, norm)]
+            + [_double_conv(chans[i - 1], chans[i], norm) for i in range(1, depth + 1)]
         )
         self.up = nn.ModuleList(nn.ConvTranspose2d(chans[i + 1], chans[i], 2, stride=2) for i in range(depth))
         self.dec = nn.ModuleList(_double_conv(2 * chans[i], chans[i], norm) for i in range(depth))

@@ -66,7 +66,8 @@ class DetectorDescriptorHead(nn.Module):
 class FeatureFusion(nn.Module):
     """Moskvyak et al.'s fusion: upsample every feature map to the size of the first
     (bilinear, ``align_corners=False``), concatenate along channels, 1x1 conv (with
-    bias, no activation) to ``out_channels``.
+    bias, no activation) to ``out_channels``. Computed in the equivalent cheaper
+    order (project each map at its own resolution, then upsample and add).
 
     Parameters: ``(sum(in_channels) + 1) * out_channels``. In the paper (HRNet-32)
     the concatenation has 352 channels and ``out_channels = 64``.
@@ -85,7 +86,19 @@ class FeatureFusion(nn.Module):
         if len(features) != len(self.in_channels):
             raise ValueError(f"expected {len(self.in_channels)} feature maps, got {len(features)}")
         size = tuple(features[0].shape[-2:]) if size is None else tuple(size)
-        return self.conv(torch.cat([upsample_to(f, size) for f in features], dim=1))
+        # conv1x1(cat(up(f_i))) == bias + sum_i up(conv1x1_i(f_i)): bilinear upsampling and a
+        # 1x1 conv are both linear and act on different axes, so each map is projected at its
+        # own resolution first (far cheaper than concatenating at full resolution).
+        out = None
+        start = 0
+        for f, c in zip(features, self.in_channels):
+            if f.shape[1] != c:
+                raise ValueError(f"feature map with {f.shape[1]} channels where {c} were declared")
+            y = upsample_to(F.conv2d(f, self.conv.weight[:, start:start + c]), size)
+            out = y if out is None else out + y
+            start += c
+        assert out is not None
+        return out + self.conv.bias.reshape(1, -1, 1, 1)
 
 
 def keypoint_representations(fused: torch.Tensor, heatmaps: torch.Tensor) -> torch.Tensor:

@@ -91,6 +91,8 @@ DEFAULT_OPTIONS: dict[str, Any] = {
     "limb_like_fraction": 0.5,  # share of distractors that are capsules
     "mimic_prob": 0.0,  # probability that a distractor takes a colour of the person's clothes/skin
     "limb_thickness": (0.85, 1.2),  # multiplier of the limb widths
+    "skirt_prob": 0.0,  # probability of a skirt over the thighs
+    "stripes_prob": 0.0,  # probability of a striped shirt
     "occluder_prob": 0.2,  # probability that an image gets 1-2 occluders
     "truncation_prob": 0.1,  # probability that the figure may leave the frame
     "blur": (0.0, 0.7),  # Gaussian blur sigma at output resolution
@@ -99,25 +101,26 @@ DEFAULT_OPTIONS: dict[str, Any] = {
 }
 
 # per-class angle ranges (degrees); keys missing from a class use the defaults
-_ARMS_DOWN = {"a": (-10.0, 40.0), "e": (0.0, 35.0)}
-_ARM_UP = {"a": (130.0, 175.0), "e": (0.0, 40.0)}
-_LEGS_STRAIGHT = {"h": (-4.0, 12.0), "k": (0.0, 15.0)}
+_ARMS_DOWN = {"a": (-15.0, 42.0), "e": (0.0, 38.0)}
+_ARM_UP = {"a": (128.0, 178.0), "e": (0.0, 60.0)}
+_LEGS_STRAIGHT = {"h": (-5.0, 25.0), "k": (0.0, 20.0)}
 
 
 def _class_ranges() -> list[dict[str, dict[str, tuple[float, float]]]]:
-    free_arm = {"a": (0.0, 100.0), "e": (0.0, 60.0)}
+    free_arm = {"a": (-10.0, 120.0), "e": (0.0, 90.0)}
+    t_arm = {"a": (68.0, 112.0), "e": (0.0, 45.0)}
+    hip_arm = {"a": (20.0, 58.0), "e": (90.0, 140.0)}
+    swing_arm = {"a": (-15.0, 45.0), "e": (0.0, 60.0)}
     return [
         {"R": _ARMS_DOWN, "L": _ARMS_DOWN, "legs": _LEGS_STRAIGHT},  # stand
         {"R": _ARM_UP, "L": _ARM_UP, "legs": _LEGS_STRAIGHT},  # arms_up
-        {"R": {"a": (70.0, 110.0), "e": (0.0, 25.0)}, "L": {"a": (70.0, 110.0), "e": (0.0, 25.0)},
-         "legs": _LEGS_STRAIGHT},  # t_pose
+        {"R": t_arm, "L": t_arm, "legs": _LEGS_STRAIGHT},  # t_pose
         {"R": _ARM_UP, "L": _ARMS_DOWN, "legs": _LEGS_STRAIGHT},  # right_arm_raised
         {"R": _ARMS_DOWN, "L": _ARM_UP, "legs": _LEGS_STRAIGHT},  # left_arm_raised
-        {"R": {"a": (25.0, 55.0), "e": (95.0, 135.0)}, "L": {"a": (25.0, 55.0), "e": (95.0, 135.0)},
-         "legs": _LEGS_STRAIGHT},  # hands_on_hips
-        {"R": free_arm, "L": free_arm, "legs": {"h": (35.0, 60.0), "k": (75.0, 120.0)}},  # squat
-        {"R": {"a": (-10.0, 40.0), "e": (0.0, 50.0)}, "L": {"a": (-10.0, 40.0), "e": (0.0, 50.0)},
-         "legs": {"h": (15.0, 35.0), "k": (0.0, 15.0), "bent_k": (35.0, 70.0)}},  # stride
+        {"R": hip_arm, "L": hip_arm, "legs": _LEGS_STRAIGHT},  # hands_on_hips
+        {"R": free_arm, "L": free_arm, "legs": {"h": (32.0, 65.0), "k": (65.0, 125.0)}},  # squat
+        {"R": swing_arm, "L": swing_arm,
+         "legs": {"h": (10.0, 35.0), "k": (0.0, 20.0), "bent_k": (35.0, 80.0)}},  # stride
     ]
 
 
@@ -173,7 +176,8 @@ def _check_options(options: dict[str, Any]) -> dict[str, Any]:
             raise ValueError(f"generate_figures: option {key!r} must be a (low, high) pair with 0 <= low <= high, got {lo_hi!r}")
     if not 0.1 <= opts["person_height"][0] <= opts["person_height"][1] <= 1.2:
         raise ValueError(f"generate_figures: person_height must lie in [0.1, 1.2], got {opts['person_height']!r}")
-    for key in ("limb_like_fraction", "mimic_prob", "occluder_prob", "truncation_prob"):
+    for key in ("limb_like_fraction", "mimic_prob", "occluder_prob", "truncation_prob", "skirt_prob",
+                "stripes_prob"):
         if not 0.0 <= float(opts[key]) <= 1.0:
             raise ValueError(f"generate_figures: option {key!r} must be a probability in [0, 1], got {opts[key]!r}")
     if not 0.0 <= float(opts["rotation"]) <= 180.0:
@@ -216,8 +220,8 @@ def _sample_pose(rng: np.random.Generator, cls: int, rotation_max: float) -> np.
     if "bent_k" in legs:  # stride: one knee clearly bent
         lo, hi = legs["bent_k"]
         ang[6 + int(u[8] < 0.5)] = lo + (hi - lo) * u[9]
-    ang[8] = rng.uniform(-12.0, 12.0)  # torso lean relative to the legs
-    ang[9] = rng.uniform(-20.0, 20.0)  # neck
+    ang[8] = rng.uniform(-20.0, 20.0)  # torso lean relative to the legs
+    ang[9] = rng.uniform(-25.0, 25.0)  # neck
     ang[10] = (2 * u[10] - 1) * rotation_max  # in-plane rotation of the whole figure
     return ang
 
@@ -346,7 +350,7 @@ def _figure_colours(rng: np.random.Generator) -> dict[str, np.ndarray]:
 
 
 def _draw_figure(rng: np.random.Generator, img: np.ndarray, j: np.ndarray, h_px: float, shade: float,
-                 colours: dict[str, np.ndarray], thick: float) -> None:
+                 colours: dict[str, np.ndarray], thick: float, skirt: bool, stripes: bool) -> None:
     """Draw the person (joints ``j`` in output pixels) on the 2x canvas."""
     upper_c, lower_c, skin = colours["upper"], colours["lower"], colours["skin"]
     long_sleeves = rng.random() < 0.5
@@ -371,11 +375,27 @@ def _draw_figure(rng: np.random.Generator, img: np.ndarray, j: np.ndarray, h_px:
         _qline(img, q[hip], q[knee], cols["lower"], leg_t)
         _qline(img, q[knee], q[ank], cols["lower"], leg_t * 0.9)
         _qline(img, q[ank], q[tip], _tup(shoe_c), leg_t * 1.05)
+    if skirt:  # a skirt over the thighs, flaring out to mid-thigh
+        down = 0.5 * (j[1] + j[4]) - 0.5 * (j[2] + j[3])
+        across = j[3] - j[2]
+        hem = 0.5 * (j[2] + j[3]) + down * rng.uniform(0.5, 0.8)
+        half = 0.5 * across * rng.uniform(1.5, 2.2)
+        sk = np.array([j[2] - 0.15 * across, j[3] + 0.15 * across, hem + half, hem - half])
+        cv2.fillPoly(img, [np.array(_pts(sk), dtype=np.int32)], right_t["lower"], cv2.LINE_AA, _SHIFT)
     # torso polygon: shoulders and hips, slightly widened
     quad = j[[8, 9, 3, 2]]
     mid = quad.mean(axis=0)
-    poly = np.array(_pts(mid + (quad - mid) * 1.12), dtype=np.int32)
+    quad = mid + (quad - mid) * 1.12
+    poly = np.array(_pts(quad), dtype=np.int32)
     cv2.fillPoly(img, [poly], _tup(upper_c), cv2.LINE_AA, _SHIFT)
+    if stripes:  # horizontal stripes across the shirt
+        stripe_c = _tup(_colour(rng))
+        ts = np.linspace(0.15, 0.85, int(rng.integers(2, 5)))[:, None]
+        a = quad[0] + ts * (quad[3] - quad[0])
+        b = quad[1] + ts * (quad[2] - quad[1])
+        qa, qb = _pts(a), _pts(b)
+        for k in range(len(ts)):
+            _qline(img, qa[k], qb[k], stripe_c, 0.025 * h_px)
     _qline(img, q[8], q[9], right_t["upper"], arm_t)
     _qline(img, q[2], q[3], right_t["lower"], leg_t * 0.9)
     # neck and head
@@ -436,7 +456,10 @@ def _one_figure(rng: np.random.Generator, size: int, opts: dict[str, Any]):
             c = _colour(rng)
         _random_shape(rng, img, size, h_px * rng.uniform(0.15, 0.35), limb_like, _tup(c))
     shade = float(rng.uniform(*opts["left_shade"]))
-    _draw_figure(rng, img, joints, h_px, shade, colours, float(rng.uniform(*opts["limb_thickness"])))
+    u = rng.random(3)
+    thick = opts["limb_thickness"][0] + u[0] * (opts["limb_thickness"][1] - opts["limb_thickness"][0])
+    _draw_figure(rng, img, joints, h_px, shade, colours, float(thick),
+                 skirt=bool(u[1] < opts["skirt_prob"]), stripes=bool(u[2] < opts["stripes_prob"]))
 
     vis = np.ones(14, dtype=np.float32)
     if rng.random() < opts["occluder_prob"]:
