@@ -332,7 +332,7 @@ def test_eval_determinism_and_batch_independence(name):
         b = model(x)["features"][0]
         single = model(x[1:2])["features"][0]
     assert torch.equal(a, b)
-    assert torch.allclose(a[1:2], single, atol=1e-6, rtol=1e-4)
+    assert torch.allclose(a[1:2], single, atol=1e-4, rtol=1e-4)  # kernels may differ by batch size
 
 
 @pytest.mark.parametrize("name", NAMES)

@@ -55,6 +55,8 @@ def test_determinism_and_prefix():
         assert np.array_equal(getattr(a, key)[:2], getattr(c, key))
     assert np.array_equal(a.meta["pose"][:2], c.meta["pose"])
     assert not np.array_equal(a.images[:2], d.images)
+    e = generate_faces(2, seed=21, start=3)  # chunked generation
+    assert np.array_equal(a.images[3:5], e.images) and np.array_equal(a.keypoints[3:5], e.keypoints)
 
 
 def test_keypoints_finite_visible_inside_and_boxes(ds):
@@ -156,4 +158,6 @@ def test_bad_arguments_raise():
         generate_faces(2, 0, pitch=(10.0, -10.0))
     with pytest.raises(ValueError, match="size"):
         generate_faces(2, 0, size=300)
+    with pytest.raises(ValueError, match="start"):
+        generate_faces(2, 0, start=-1)
     assert len(generate_faces(0, 0)) == 0

@@ -50,6 +50,7 @@ def test_shapes_and_dtypes(ds):
     assert ds.labels.dtype == np.int64 and ds.labels.shape == (n,)
     assert ds.meta["torso"].shape == (n,)
     assert ds.meta["angles"].shape == (n, len(ANGLE_NAMES))
+    assert ds.meta["back_facing"].shape == (n,)
     assert ds.images.std() > 10  # not blank
 
 
@@ -62,6 +63,8 @@ def test_determinism_and_prefix():
         assert np.array_equal(getattr(a, key), getattr(b, key))
         assert np.array_equal(getattr(a, key)[:3], getattr(c, key))
     assert not np.array_equal(a.images[:3], d.images)
+    e = generate_figures(2, seed=11, start=3)  # chunked generation
+    assert np.array_equal(a.images[3:5], e.images) and np.array_equal(a.keypoints[3:5], e.keypoints)
 
 
 def test_keypoints_finite_and_visible_inside(ds):
@@ -117,23 +120,42 @@ def test_classify_pose_known_cases():
 
 
 def test_flip_convention_and_class_flip():
-    ds = generate_figures(24, seed=3, rotation=0.0, **CLEAN)
+    ds = generate_figures(40, seed=3, rotation=0.0, back_prob=0.5, **CLEAN)
     kp = ds.keypoints
-    # facing the viewer: the person's right side is on the image's left
-    assert (kp[:, 8, 0] < kp[:, 9, 0]).all()  # shoulders
-    assert (kp[:, 2, 0] < kp[:, 3, 0]).all()  # hips
+    back = ds.meta["back_facing"]
+    assert back.dtype == np.bool_ and 0 < back.sum() < len(back)
+    # facing the viewer the person's right side is on the image's left; seen from the back, on the right
+    front = ~back
+    assert (kp[front, 8, 0] < kp[front, 9, 0]).all() and (kp[back, 8, 0] > kp[back, 9, 0]).all()  # shoulders
+    assert (kp[front, 2, 0] < kp[front, 3, 0]).all() and (kp[back, 2, 0] > kp[back, 3, 0]).all()  # hips
     assert (kp[:, 13, 1] < kp[:, 12, 1]).all()  # head top above the neck
     # mirrored image + spec flip permutation keeps the same convention
     perm = FIGURES_SPEC.flip_permutation()
     flipped = kp.copy()
     flipped[..., 0] = 63 - flipped[..., 0]
     flipped = flipped[:, perm]
-    assert (flipped[:, 8, 0] < flipped[:, 9, 0]).all()
-    assert (flipped[:, 2, 0] < flipped[:, 3, 0]).all()
+    assert (flipped[front, 8, 0] < flipped[front, 9, 0]).all()
+    assert (flipped[back, 2, 0] > flipped[back, 3, 0]).all()
     # a flip swaps the R/L angle columns, and the class follows CLASS_FLIP
     ang = ds.meta["angles"].copy()
     swap = [1, 0, 3, 2, 5, 4, 7, 6, 8, 9, 10]
     assert np.array_equal(classify_pose(ang[:, swap]), np.array(CLASS_FLIP)[ds.labels])
+
+
+def test_back_view_mirrors_the_same_pose():
+    front = generate_figures(12, seed=6, back_prob=0.0, **CLEAN)
+    back = generate_figures(12, seed=6, back_prob=1.0, **CLEAN)
+    assert not front.meta["back_facing"].any() and back.meta["back_facing"].all()
+    np.testing.assert_array_equal(front.labels, back.labels)
+    # the same angles and proportions, with the person's right and left on swapped image sides
+    assert (front.keypoints[:, 8, 0] < front.keypoints[:, 9, 0]).all()
+    assert (back.keypoints[:, 8, 0] > back.keypoints[:, 9, 0]).all()
+    # limb lengths agree (the hip-shoulder diagonals differ: the torso lean is not mirrored)
+    edges = np.array([(0, 1), (1, 2), (2, 3), (3, 4), (4, 5), (6, 7), (7, 8), (8, 9), (9, 10), (10, 11), (12, 13)])
+    kf, kb = front.keypoints, back.keypoints
+    len_f = np.linalg.norm(kf[:, edges[:, 0]] - kf[:, edges[:, 1]], axis=-1)
+    len_b = np.linalg.norm(kb[:, edges[:, 0]] - kb[:, edges[:, 1]], axis=-1)
+    np.testing.assert_allclose(len_f, len_b, rtol=1e-3, atol=1e-3)
 
 
 def test_left_limbs_are_a_slightly_darker_shade():
@@ -194,4 +216,6 @@ def test_bad_arguments_raise():
         generate_figures(2, 0, occluder_prob=1.5)
     with pytest.raises(ValueError, match="person_height"):
         generate_figures(2, 0, person_height=(0.8, 0.5))
+    with pytest.raises(ValueError, match="start"):
+        generate_figures(2, 0, start=-1)
     assert len(generate_figures(0, 0)) == 0

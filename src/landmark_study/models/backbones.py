@@ -22,7 +22,11 @@ every ``heatmap_stride`` and for ``norm='bn'`` or ``'gn'``):
   num_deconv=3): 406,032
 * ``unet_small`` (width=12, depth=3): 273,216
 
-TIMING_NOTE
+Measured training step (forward + backward, batch 32, 64x64 input, 32x32
+heatmaps, ``torch.set_num_threads(2)`` on the project's 2-core CPU, quiet
+machine, median): hrnet_small 39 ms, hourglass 43 ms, resnet_deconv 24 ms,
+unet_small 34 ms (GroupNorm about the same); hourglass with ``width=48``
+(162,456 parameters) 72 ms; hrnet_small with ``fused_channels=64`` 60 ms.
 """
 
 from __future__ import annotations

@@ -31,7 +31,7 @@ Conventions
   spec's normaliser is ``'inter_ocular'`` (outer eye corners, 2-D distance,
   which shrinks at large yaw -- use ``sqrt_wh`` there). ``labels`` is None.
 
-Sample ``i`` is generated from its own ``np.random.default_rng([seed, i])``.
+Sample ``i`` is generated from its own ``np.random.default_rng([seed, start + i])``.
 """
 
 from __future__ import annotations
@@ -116,7 +116,8 @@ def _check_options(options: dict[str, Any]) -> dict[str, Any]:
     for key in ("head_width", "clutter", "blur", "noise"):
         lo_hi = opts[key]
         if len(lo_hi) != 2 or lo_hi[0] > lo_hi[1] or lo_hi[0] < 0:
-            raise ValueError(f"generate_faces: option {key!r} must be a (low, high) pair with 0 <= low <= high, got {lo_hi!r}")
+            raise ValueError(f"generate_faces: option {key!r} must be a (low, high) pair with "
+                             f"0 <= low <= high, got {lo_hi!r}")
     if not 0.1 <= opts["head_width"][0] <= opts["head_width"][1] <= 0.9:
         raise ValueError(f"generate_faces: head_width must lie in [0.1, 0.9], got {opts['head_width']!r}")
     return opts
@@ -295,7 +296,8 @@ def _one_face(rng: np.random.Generator, size: int, opts: dict[str, Any]):
     side2 = 2 * size
     axes, pts, normals, col, style = _face_model(rng)
     u = rng.random(3)
-    yaw, pitch, roll = (lo + (hi - lo) * float(uk) for (lo, hi), uk in zip((opts["yaw"], opts["pitch"], opts["roll"]), u))
+    ranges = (opts["yaw"], opts["pitch"], opts["roll"])
+    yaw, pitch, roll = (lo + (hi - lo) * float(uk) for (lo, hi), uk in zip(ranges, u))
     rot = rotation_matrix(yaw, pitch, roll)
     scale = rng.uniform(*opts["head_width"]) * size / (2 * axes[0])  # px per head unit
     # centre the landmarks' box (not the skull) in the frame, with some jitter
@@ -423,11 +425,13 @@ def _one_face(rng: np.random.Generator, size: int, opts: dict[str, Any]):
     return out, kp.astype(np.float32), vis, bbox, np.array([yaw, pitch, roll], np.float32)
 
 
-def generate_faces(n: int, seed: int, size: int = 64, **options: Any) -> ArrayDataset:
+def generate_faces(n: int, seed: int, size: int = 64, *, start: int = 0, **options: Any) -> ArrayDataset:
     """Generate ``n`` face images of ``size`` x ``size`` pixels (see module doc).
 
     ``options`` override :data:`DEFAULT_OPTIONS`. Sample ``i`` uses
-    ``np.random.default_rng([seed, i])``. Returns an :class:`ArrayDataset`
+    ``np.random.default_rng([seed, start + i])`` (``start`` lets a caller generate
+    a long set in chunks: ``generate(m, s, start=k)`` equals samples ``k .. k+m-1``
+    of ``generate(k + m, s)``). Returns an :class:`ArrayDataset`
     (``labels`` None) with ``meta['sqrt_wh']`` (N,) and ``meta['pose']`` (N, 3).
     """
     if not isinstance(n, (int, np.integer)) or n < 0:
@@ -436,6 +440,8 @@ def generate_faces(n: int, seed: int, size: int = 64, **options: Any) -> ArrayDa
         raise ValueError(f"generate_faces: size must be an int in [16, 256], got {size!r}")
     if not isinstance(seed, (int, np.integer)) or seed < 0:
         raise ValueError(f"generate_faces: seed must be a non-negative int, got {seed!r}")
+    if not isinstance(start, (int, np.integer)) or start < 0:
+        raise ValueError(f"generate_faces: start must be a non-negative int, got {start!r}")
     opts = _check_options(options)
     size = int(size)
     images = np.zeros((n, size, size, 3), np.uint8)
@@ -444,7 +450,7 @@ def generate_faces(n: int, seed: int, size: int = 64, **options: Any) -> ArrayDa
     bbox = np.zeros((n, 4), np.float32)
     pose = np.zeros((n, 3), np.float32)
     for i in range(n):
-        rng = np.random.default_rng([int(seed), i])
+        rng = np.random.default_rng([int(seed), int(start) + i])
         images[i], kps[i], vis[i], bbox[i], pose[i] = _one_face(rng, size, opts)
     w, h = bbox[:, 2] - bbox[:, 0], bbox[:, 3] - bbox[:, 1]
     return ArrayDataset(spec=FACES_SPEC, images=images, keypoints=kps, visibility=vis, bbox=bbox, labels=None,
