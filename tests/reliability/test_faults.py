@@ -16,7 +16,10 @@ import yaml
 
 from conftest import tiny_config
 from landmark_study.config import to_dict
-from landmark_study.runs import ResultsStore, RunResult, run_key
+from landmark_study import train as train_mod
+from landmark_study.runs import ResultsStore, RunResult, run, run_key
+from landmark_study.train import CheckpointError, NonFiniteLoss, train
+import torch
 
 pytestmark = pytest.mark.slow
 
@@ -108,3 +111,42 @@ def test_store_holds_json_only(tmp_path):
     assert files and all(p.suffix == ".json" for p in files)
     for p in files:
         json.loads(p.read_text())
+
+
+def test_nan_loss_stops_with_step_and_key(tmp_path, monkeypatch):
+    from landmark_study.methods.supervised import Supervised
+
+    orig = Supervised.training_step
+
+    def poisoned(self, lb, ub, step):
+        out = orig(self, lb, ub, step)
+        if step == 2:
+            out["sup"] = out["sup"] * float("nan")
+        return out
+
+    monkeypatch.setattr(Supervised, "training_step", poisoned)
+    store = ResultsStore(tmp_path)
+    with pytest.raises(NonFiniteLoss, match=r"step 2: loss 'sup' is nan \(config key loss_weights.sup"):
+        run(tiny_config(), store, progress=False)
+    entries = list(tmp_path.glob("*.json"))
+    assert len(entries) == 1
+    key = entries[0].stem
+    assert store.read(key).status == "failed" and store.get(key) is None
+
+
+def test_checkpoint_failure_keeps_previous(tmp_path, monkeypatch):
+    ckpt = tmp_path / "run.pt"
+    cfg = tiny_config()
+    train(cfg, checkpoint_path=ckpt, progress=False, stop_after=3)
+    before = ckpt.read_bytes()
+    real_save = torch.save
+
+    def full_disk(obj, f, *a, **k):
+        real_save(obj, f, *a, **k)  # a partial file appears ...
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(train_mod.torch, "save", full_disk)
+    with pytest.raises(CheckpointError, match="No space left on device.*previous checkpoint is intact"):
+        train(cfg, checkpoint_path=ckpt, progress=False)
+    assert ckpt.read_bytes() == before
+    assert not (tmp_path / "run.pt.tmp").exists()

@@ -261,10 +261,22 @@ def read_image(path: Path) -> np.ndarray:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"image file {path} does not exist (is the dataset fully extracted?)")
-    img = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    data = path.read_bytes()
+    check_image_complete(data, path)
+    img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
     if img is None:
         raise ValueError(f"image file {path} could not be decoded by OpenCV")
     return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+
+
+def check_image_complete(data: bytes, path: Path) -> None:
+    """Refuse truncated JPEG/PNG files (OpenCV would silently decode the part it got)."""
+    if data[:2] == b"\xff\xd8":
+        if data.rstrip(b"\x00\r\n ")[-2:] != b"\xff\xd9":
+            raise ValueError(f"image file {path} is truncated (JPEG without its end marker)")
+    elif data[:8] == b"\x89PNG\r\n\x1a\n":
+        if b"IEND" not in data[-16:]:
+            raise ValueError(f"image file {path} is truncated (PNG without its IEND chunk)")
 
 
 def crop_box(box: np.ndarray, padding: float, aspect: float | None) -> np.ndarray:
