@@ -3,13 +3,14 @@
 Each image shows one person drawn from a 2-D kinematic model (torso lean, neck,
 shoulders, elbows, hips, knees with per-class angle limits), with varied
 proportions, limb thickness, clothing colours, scale, in-plane rotation and
-position, on a low-frequency colour-noise background with distractor shapes
-(some limb-like capsules), optional occluders, mild blur and noise.
+position, some skirts and striped shirts, on a low-frequency colour-noise
+background with distractor shapes (some limb-like capsules, some in the
+person's own colours), optional occluders, mild blur and noise.
 
 Conventions
 -----------
 * Joints in LSP order (see :data:`KEYPOINT_NAMES`). "Right"/"left" are the
-  person's own sides. Figures always face the viewer, so for an upright,
+  person's own sides. By default figures face the viewer, so for an upright,
   unrotated figure the person's right limbs appear on the image's LEFT
   (smaller x): ``x[R shoulder] < x[L shoulder]``. Left limbs are drawn in a
   slightly darker shade of the same colour (factor ``left_shade``), so the two
@@ -25,22 +26,30 @@ Conventions
   body-frame joint angles given by :func:`classify_pose`. The class is drawn
   first (balanced) and the angles are then drawn inside that class's ranges.
   ``meta['angles']`` holds the angles (degrees, :data:`ANGLE_NAMES`).
+  A horizontal flip maps class ``c`` to ``CLASS_FLIP[c]``.
 * With option ``back_prob > 0`` some people are seen from the back (their
   right side on the image's right, head all hair, no neckline);
   ``meta['back_facing']`` flags them. Off by default (see Calibration).
-  A horizontal flip maps class ``c`` to ``CLASS_FLIP[c]``.
 
-Sample ``i`` is generated from its own ``np.random.default_rng([seed, i])``, so
+Sample ``i`` is generated from its own ``np.random.default_rng([seed, start + i])``, so
 ``generate_figures(10, s)`` equals the first 10 samples of
 ``generate_figures(20, s)``.
 
 Calibration (throwaway check, version 1 defaults, 64x64): a 269K-parameter
 U-Net predicting 14 heatmaps at 32x32 (sigma 1.5, MSE, Adam 1e-3 with x0.1 at
-75%, batch 32, 2500 steps, flip + rotation/scale/shift augmentation), one seed,
-PCK@0.1 (bbox) on 500 validation images: 100% of 4000 labels 0.842, 5% 0.758.
-Easier settings (larger figures, 1-4 distractors, no look-alike distractors)
-gave 0.971 / 0.937; ``back_prob=0.35`` (people seen from the back) gave
-0.603 / 0.555. The options in :data:`DEFAULT_OPTIONS` are the knobs.
+75%, batch 32, 2500 steps), one seed, PCK@0.1 (bbox) on 500 validation images:
+
+=====================================  ========  ========
+training                               100%      5%
+=====================================  ========  ========
+no augmentation                        0.824     0.505
+flip + rotation/scale/shift aug        0.842     0.758
+=====================================  ========  ========
+
+With augmentation the 5% model closes most of the gap. Easier settings (larger
+figures, 1-4 distractors, none look-alike, narrower poses) gave 0.971 / 0.937
+with augmentation; ``back_prob=0.35`` gave 0.603 / 0.555. The options in
+:data:`DEFAULT_OPTIONS` are the difficulty knobs.
 """
 
 from __future__ import annotations
