@@ -46,6 +46,7 @@ seeds = [0]
 store = None
 workers = 1
 label_fractions = [0.05, 1.0]
+augment = [True]
 steps = 40
 batch_size = 32
 lr = 0.001
@@ -105,30 +106,36 @@ configs = chapter_grid("datasets", P)
 report = run_grid(configs, chapter_store(P), workers=P.workers)
 print(report.summary())
 df = calibration_frame(report.results)
-summary = (df.groupby("label_fraction")[["pck@0.05", "pck@0.1", "pck@0.2", "ms/step"]]
+summary = (df.groupby(["augment", "label_fraction"])[["pck@0.05", "pck@0.1", "pck@0.2", "ms/step"]]
            .agg(["mean", "std", "count"]).round(3))
 summary
 
 # %%
-v = calibration_verdict(df)
 def _yn(x):
     return "not decided (fewer than 3 seeds)" if x is None else ("yes" if x else "**no**")
-display(Markdown(
-    f"PCK@0.1 at {v['fraction_high']:.0%} labels: **{v['pck_high']:.3f}** (mean of {v['seeds_high']} seeds); "
-    f"at {v['fraction_low']:.0%}: **{v['pck_low']:.3f}**. Gap {v['gap']:.3f} "
-    f"(95% bootstrap interval {v['gap_ci95'][0]:.3f} to {v['gap_ci95'][1]:.3f}).\n\n"
-    f"- full-label model clearly good (>= {CALIBRATION_FULL_PCK}): {_yn(v['ok_full'])}\n"
-    f"- gap of at least {CALIBRATION_GAP:.2f}: {_yn(v['ok_gap'])}\n\n"
-    f"Profile `{P.profile}`: " + ("these are the book's numbers." if P.profile != "quick" else
-                                  "a smoke test with a few steps; the verdicts mean nothing at this scale.")))
+
+
+for aug, part in df.groupby("augment"):
+    v = calibration_verdict(part)
+    display(Markdown(
+        f"**{'With' if aug else 'Without'} flip/affine augmentation.** "
+        f"PCK@0.1 at {v['fraction_high']:.0%} labels: **{v['pck_high']:.3f}** (mean of {v['seeds_high']} seeds); "
+        f"at {v['fraction_low']:.0%}: **{v['pck_low']:.3f}**. Gap {v['gap']:.3f} "
+        f"(95% bootstrap interval {v['gap_ci95'][0]:.3f} to {v['gap_ci95'][1]:.3f}).\n\n"
+        f"- full-label model clearly good (>= {CALIBRATION_FULL_PCK}): {_yn(v['ok_full'])}\n"
+        f"- gap of at least {CALIBRATION_GAP:.2f}: {_yn(v['ok_gap'])}"))
+display(Markdown(f"Profile `{P.profile}`: " + ("these are the book's numbers." if P.profile != "quick" else
+                 "a smoke test with a few steps; the verdicts mean nothing at this scale.")))
 
 # %%
 fig, ax = plt.subplots(figsize=(6.5, 3.5))
 for r in report.results:
     f = r.config["data"]["label_fraction"]
+    aug = r.config["train"]["augment"]["flip"] > 0
     h = r.history
-    ax.plot([e["step"] for e in h], [e["val/pck@0.1"] for e in h],
-            color=plt.cm.viridis(f), alpha=0.8, label=f"{f:.0%} labels, seed {r.config['seed']}")
+    ax.plot([e["step"] for e in h], [e["val/pck@0.1"] for e in h], "-" if aug else "--",
+            color=plt.cm.viridis(f), alpha=0.8,
+            label=f"{f:.0%} labels, {'aug' if aug else 'no aug'}, seed {r.config['seed']}")
 ax.set_xlabel("step"); ax.set_ylabel("validation PCK@0.1"); ax.legend(fontsize=7)
 ax.set_title(f"supervised baseline on figures ({P.profile} profile)")
 plt.show()
@@ -142,7 +149,9 @@ test = get_dataset("figures", "test", n=16, seed=0, size=P.size)
 for f in sorted(df.label_fraction.unique()):
     r = next(r for r in report.results if r.config["data"]["label_fraction"] == f)
     pred = np.asarray(r.predictions["points"])
-    plots.gallery(test, n=8, predictions=pred, suptitle=f"{f:.0%} labels, seed {r.config['seed']} ({P.profile} profile)")
+    aug = "with" if r.config["train"]["augment"]["flip"] > 0 else "without"
+    plots.gallery(test, n=8, predictions=pred,
+                  suptitle=f"{f:.0%} labels, {aug} augmentation, seed {r.config['seed']} ({P.profile} profile)")
     plt.show()
 
 # %% [markdown]

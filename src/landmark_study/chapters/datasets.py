@@ -22,6 +22,7 @@ CALIBRATION_FULL_PCK = 0.8
 @dataclass(frozen=True)
 class DatasetsParams(ChapterParams):
     label_fractions: tuple[float, ...] = spec((0.05, 1.0), range=(0.001, 1.0))
+    augment: tuple[bool, ...] = spec((True,), help="train with flip/affine augmentation, without, or both")
     steps: int = spec(40, range=(1, 1_000_000))
     batch_size: int = spec(32, range=(1, 1024))
     lr: float = spec(1e-3, range=(1e-6, 1.0))
@@ -35,7 +36,10 @@ class DatasetsParams(ChapterParams):
     detector_images: int = spec(50, range=(1, 5000), help="faces used for the generic-detector check")
 
 
-def calibration_config(p: DatasetsParams, fraction: float, seed: int) -> RunConfig:
+NO_AUGMENT = AugmentConfig(rotation=0.0, scale=(1.0, 1.0), translation=0.0, flip=0.0)
+
+
+def calibration_config(p: DatasetsParams, fraction: float, seed: int, augment: bool = True) -> RunConfig:
     return RunConfig(
         method="supervised",
         seed=seed,
@@ -44,13 +48,13 @@ def calibration_config(p: DatasetsParams, fraction: float, seed: int) -> RunConf
         model=ModelConfig(name=p.model, width=p.width, heatmap_stride=p.heatmap_stride),
         train=TrainConfig(steps=p.steps, batch_size=p.batch_size, lr=p.lr,
                           eval_every=max(1, p.steps // 10), checkpoint_every=max(1, p.steps // 5),
-                          eval_size=p.n_val or 500, augment=AugmentConfig()),
+                          eval_size=p.n_val or 500, augment=AugmentConfig() if augment else NO_AUGMENT),
     )
 
 
 @register_grid("datasets")
 def grid(p: DatasetsParams) -> list[RunConfig]:
-    return [calibration_config(p, f, s) for f in p.label_fractions for s in p.seeds]
+    return [calibration_config(p, f, s, a) for a in p.augment for f in p.label_fractions for s in p.seeds]
 
 
 def calibration_frame(results) -> "pd.DataFrame":
@@ -60,7 +64,9 @@ def calibration_frame(results) -> "pd.DataFrame":
     rows = []
     for r in results:
         c = r.config
-        rows.append({"label_fraction": c["data"]["label_fraction"], "seed": c["seed"],
+        aug = c["train"]["augment"]
+        rows.append({"augment": bool(aug["flip"] > 0 or aug["rotation"] > 0),
+                     "label_fraction": c["data"]["label_fraction"], "seed": c["seed"],
                      "pck@0.05": r.final["pck@0.05"], "pck@0.1": r.final["pck@0.1"],
                      "pck@0.2": r.final["pck@0.2"], "ms/step": r.final["ms_per_step"],
                      "key": r.key})
