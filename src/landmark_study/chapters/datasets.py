@@ -30,7 +30,7 @@ class DatasetsParams(ChapterParams):
     n_val: int | None = spec(100, range=(10, None))
     size: int = spec(64, choices=(32, 48, 64, 96, 128, 192, 256))
     model: str = spec("unet_small")
-    width: int = spec(16, range=(4, 256))
+    width: int = spec(12, range=(4, 256))
     heatmap_stride: int = spec(2, choices=(1, 2, 4))
     gallery_size: int = spec(8, range=(1, 64))
     detector_images: int = spec(50, range=(1, 5000), help="faces used for the generic-detector check")
