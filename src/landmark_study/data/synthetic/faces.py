@@ -43,6 +43,7 @@ import cv2
 import numpy as np
 
 from landmark_study.data.sample import ArrayDataset, DatasetSpec
+from .common import check_generator_args
 from landmark_study.data.synthetic.figures import add_pixel_noise, colour_noise_background
 
 VERSION = 1
@@ -434,14 +435,7 @@ def generate_faces(n: int, seed: int, size: int = 64, *, start: int = 0, **optio
     of ``generate(k + m, s)``). Returns an :class:`ArrayDataset`
     (``labels`` None) with ``meta['sqrt_wh']`` (N,) and ``meta['pose']`` (N, 3).
     """
-    if not isinstance(n, (int, np.integer)) or n < 0:
-        raise ValueError(f"generate_faces: n must be a non-negative int, got {n!r}")
-    if not isinstance(size, (int, np.integer)) or not 16 <= size <= 256:
-        raise ValueError(f"generate_faces: size must be an int in [16, 256], got {size!r}")
-    if not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise ValueError(f"generate_faces: seed must be a non-negative int, got {seed!r}")
-    if not isinstance(start, (int, np.integer)) or start < 0:
-        raise ValueError(f"generate_faces: start must be a non-negative int, got {start!r}")
+    check_generator_args("generate_faces", n, seed, size, start)
     opts = _check_options(options)
     size = int(size)
     images = np.zeros((n, size, size, 3), np.uint8)

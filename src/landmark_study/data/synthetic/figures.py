@@ -61,6 +61,7 @@ import cv2
 import numpy as np
 
 from landmark_study.data.sample import ArrayDataset, DatasetSpec
+from .common import check_generator_args
 
 VERSION = 1
 
@@ -534,14 +535,7 @@ def generate_figures(n: int, seed: int, size: int = 64, *, start: int = 0, **opt
     with ``labels`` (action class) and ``meta`` keys ``'torso'`` (N,),
     ``'angles'`` (N, 11) and ``'back_facing'`` (N,) bool.
     """
-    if not isinstance(n, (int, np.integer)) or n < 0:
-        raise ValueError(f"generate_figures: n must be a non-negative int, got {n!r}")
-    if not isinstance(size, (int, np.integer)) or not 16 <= size <= 256:
-        raise ValueError(f"generate_figures: size must be an int in [16, 256], got {size!r}")
-    if not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise ValueError(f"generate_figures: seed must be a non-negative int, got {seed!r}")
-    if not isinstance(start, (int, np.integer)) or start < 0:
-        raise ValueError(f"generate_figures: start must be a non-negative int, got {start!r}")
+    check_generator_args("generate_figures", n, seed, size, start)
     opts = _check_options(options)
     size = int(size)
     images = np.zeros((n, size, size, 3), np.uint8)
