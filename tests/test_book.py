@@ -58,3 +58,26 @@ def test_every_chapter_is_in_the_toc():
     toc = (ROOT / "_toc.yml").read_text()
     for name in CHAPTERS:
         assert f"book/{name}" in toc
+
+
+@pytest.mark.slow
+def test_failing_chapter_is_reported_with_name_and_cell(tmp_path, monkeypatch):
+    import nbformat
+
+    from landmark_study import book, config
+
+    (tmp_path / "book").mkdir()
+    (tmp_path / "params" / "boom").mkdir(parents=True)
+    (tmp_path / "params" / "boom" / "quick.yaml").write_text("steps: 1\n")
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell("steps = 0", metadata={"tags": ["parameters"]}),
+                nbformat.v4.new_code_cell("x = 1\nraise RuntimeError('deliberate failure at step %d' % steps)")]
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nbformat.write(nb, tmp_path / "book" / "boom.ipynb")
+    monkeypatch.setattr(book, "BOOK_DIR", tmp_path / "book")
+    monkeypatch.setattr(book, "PARAMS_DIR", tmp_path / "params")
+    monkeypatch.setattr(config, "load_chapter_params", lambda *a, **k: None)
+    st = book.execute_chapter("boom", "quick", tmp_path / "out")
+    assert not st.ok
+    assert "chapter 'boom' (quick) failed" in st.message
+    assert "raise RuntimeError" in st.message and "deliberate failure at step 1" in st.message
