@@ -22,7 +22,8 @@ CALIBRATION_FULL_PCK = 0.8
 @dataclass(frozen=True)
 class DatasetsParams(ChapterParams):
     label_fractions: tuple[float, ...] = spec((0.05, 1.0), range=(0.001, 1.0))
-    augment: tuple[bool, ...] = spec((True,), help="train with flip/affine augmentation, without, or both")
+    no_augment_fractions: tuple[float, ...] = spec((), range=(0.001, 1.0),
+                                                   help="fractions also trained without flip/affine augmentation")
     steps: int = spec(40, range=(1, 1_000_000))
     batch_size: int = spec(32, range=(1, 1024))
     lr: float = spec(1e-3, range=(1e-6, 1.0))
@@ -54,7 +55,8 @@ def calibration_config(p: DatasetsParams, fraction: float, seed: int, augment: b
 
 @register_grid("datasets")
 def grid(p: DatasetsParams) -> list[RunConfig]:
-    return [calibration_config(p, f, s, a) for a in p.augment for f in p.label_fractions for s in p.seeds]
+    runs = [calibration_config(p, f, s, True) for f in p.label_fractions for s in p.seeds]
+    return runs + [calibration_config(p, f, s, False) for f in p.no_augment_fractions for s in p.seeds]
 
 
 def calibration_frame(results) -> "pd.DataFrame":
