@@ -124,7 +124,7 @@ def _yn(x):
 for aug, part in df.groupby("augment"):
     v = calibration_verdict(part)
     display(Markdown(
-        f"**{'With' if aug else 'Without'} flip/affine augmentation.** "
+        f"**{'With flip/affine augmentation (the calibration).' if aug else 'Without augmentation (diagnostic).'}** "
         f"PCK@0.1 at {v['fraction_high']:.0%} labels: **{v['pck_high']:.3f}** (mean of {v['seeds_high']} seeds); "
         f"at {v['fraction_low']:.0%}: **{v['pck_low']:.3f}**. Gap {v['gap']:.3f} "
         f"(95% bootstrap interval {v['gap_ci95'][0]:.3f} to {v['gap_ci95'][1]:.3f}).\n\n"
