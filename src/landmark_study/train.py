@@ -72,15 +72,13 @@ def load_run_data(dc: DataConfig) -> RunData:
     from .data import labeled_subset
     from .data.synthetic import SYNTHETIC, get_dataset
 
-    if dc.name not in SYNTHETIC:
-        from .data.fetch import require  # real data: fails with the fetch command when missing
-
-        require(dc.name)
-        raise TrainingError(f"data.name: real dataset {dc.name!r} is fetched but has no training adapter yet")
-    size = dc.size
-    train = get_dataset(dc.name, "train", n=dc.n_train, seed=dc.split_seed, size=size, **dc.options)
-    val = get_dataset(dc.name, "val", n=dc.n_val, seed=dc.split_seed, size=size, **dc.options)
-    test = get_dataset(dc.name, "test", n=dc.n_val, seed=dc.split_seed, size=size, **dc.options)
+    if dc.name in SYNTHETIC:
+        size = dc.size
+        train = get_dataset(dc.name, "train", n=dc.n_train, seed=dc.split_seed, size=size, **dc.options)
+        val = get_dataset(dc.name, "val", n=dc.n_val, seed=dc.split_seed, size=size, **dc.options)
+        test = get_dataset(dc.name, "test", n=dc.n_val, seed=dc.split_seed, size=size, **dc.options)
+    else:
+        train, val, test = _load_real(dc)
     idx = np.arange(len(train))
     if dc.num_labels is not None:
         from .data.splits import labeled_count
@@ -89,6 +87,35 @@ def load_run_data(dc: DataConfig) -> RunData:
     else:
         lab, unl = labeled_subset(idx, dc.label_fraction, seed=dc.split_seed)
     return RunData(labeled=train.subset(lab), unlabeled=train.subset(unl) if len(unl) else None, val=val, test=test)
+
+
+REAL_OPTIONS = ("protocol", "splits", "padding", "root")
+
+
+def _load_real(dc: DataConfig) -> tuple[ArrayDataset, ArrayDataset, ArrayDataset]:
+    """A real dataset through its manifest: crops around each box, resized to ``data.size``.
+
+    ``data.options``: ``protocol`` (a paper's split protocol; default the
+    manifest's), ``splits`` (our train/val/test -> the protocol's split names),
+    ``padding`` (box padding, default 0.1), ``root`` (folder holding the data;
+    default the data root). A missing dataset raises the error naming the
+    manifest and the fetch command.
+    """
+    from .config import ConfigError
+    from .data.real import load_dataset
+
+    unknown = sorted(set(dc.options) - set(REAL_OPTIONS))
+    if unknown:
+        raise ConfigError(f"data.options: unknown key {unknown[0]!r} for a real dataset; allowed keys: "
+                          f"{', '.join(REAL_OPTIONS)}")
+    names = {"train": "train", "val": "val", "test": "test", **dc.options.get("splits", {})}
+    out = []
+    for ours, limit in (("train", dc.n_train), ("val", dc.n_val), ("test", dc.n_val)):
+        rd = load_dataset(dc.name, names[ours], dc.options.get("protocol"), size=(dc.size, dc.size),
+                          padding=dc.options.get("padding", 0.1), root=dc.options.get("root"))
+        idx = None if limit is None else list(range(min(limit, len(rd))))
+        out.append(rd.to_arrays(indices=idx))
+    return out[0], out[1], out[2]
 
 
 class _Tensors:
