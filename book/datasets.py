@@ -134,7 +134,7 @@ display(Markdown(f"Profile `{P.profile}`: " + ("these are the book's numbers." i
                  "a smoke test with a few steps; the verdicts mean nothing at this scale.")))
 
 # %%
-fig, ax = plt.subplots(figsize=(6.5, 3.5))
+fig, ax = plt.subplots(figsize=(6.0, 3.5))
 for r in report.results:
     f = r.config["data"]["label_fraction"]
     aug = r.config["train"]["augment"]["flip"] > 0
@@ -142,7 +142,8 @@ for r in report.results:
     ax.plot([e["step"] for e in h], [e["val/pck@0.1"] for e in h], "-" if aug else "--",
             color=plt.cm.viridis(f), alpha=0.8,
             label=f"{f:.0%} labels, {'aug' if aug else 'no aug'}, seed {r.config['seed']}")
-ax.set_xlabel("step"); ax.set_ylabel("validation PCK@0.1"); ax.legend(fontsize=7)
+ax.set_xlabel("step"); ax.set_ylabel("validation PCK@0.1")
+ax.legend(fontsize=7, bbox_to_anchor=(1.02, 1), loc="upper left")
 ax.set_title(f"supervised baseline on figures ({P.profile} profile)")
 plt.show()
 
