@@ -72,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     try:
         if args.cmd == "run":
-            from .config import load_run_config, run_config_from_dict, to_dict, merge
+            from .config import load_run_config
             from .runs import ResultsStore, default_store, run
 
             cfg = load_run_config(args.config)

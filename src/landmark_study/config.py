@@ -61,7 +61,6 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
             raise ConfigError(f"{where}: {value!r} is not allowed; allowed values: {', '.join(map(repr, args))}")
         return value
     if origin in (typing.Union, types.UnionType):
-        errors = []
         for a in args:
             if a is type(None):
                 if value is None:
@@ -69,8 +68,8 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
                 continue
             try:
                 return _coerce(value, a, where)
-            except ConfigError as e:
-                errors.append(str(e))
+            except ConfigError:
+                continue
         raise ConfigError(f"{where}: {value!r} has type {type(value).__name__}, expected {_type_name(tp)}")
     if dataclasses.is_dataclass(tp):
         if isinstance(value, tp):
@@ -315,17 +314,6 @@ def run_config_from_dict(data: Mapping[str, Any], source: str = "run config") ->
 
 def load_run_config(path: str | Path) -> RunConfig:
     return run_config_from_dict(load_yaml(path), str(path))
-
-
-def merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
-    """Recursive dict merge (override wins); used to build run configs from a base + grid cell."""
-    out = dict(base)
-    for k, v in override.items():
-        if isinstance(v, Mapping) and isinstance(out.get(k), Mapping):
-            out[k] = merge(out[k], v)
-        else:
-            out[k] = v
-    return out
 
 
 # ---------------------------------------------------------------------------

@@ -9,7 +9,7 @@ import cv2
 import numpy as np
 import pytest
 
-from landmark_study.config import ConfigError, load_chapter_params, notebook_params, run_config_from_dict
+from landmark_study.config import ConfigError, notebook_params, run_config_from_dict
 from landmark_study.data.real.records import read_image
 
 

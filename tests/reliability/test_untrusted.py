@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import pickle
 import socket
-import warnings
 
 import pytest
 import torch

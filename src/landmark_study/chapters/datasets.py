@@ -9,10 +9,14 @@ model must be clearly good (PCK@0.1 >= 0.8).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from ..config import (AugmentConfig, ChapterParams, DataConfig, ModelConfig, RunConfig, TrainConfig,
                       register_chapter_params, spec)
 from . import register_grid
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 CALIBRATION_GAP = 0.15
 CALIBRATION_FULL_PCK = 0.8
