@@ -93,3 +93,29 @@ def test_atomic_write_failure_keeps_old_entry(tmp_path, monkeypatch):
     monkeypatch.undo()
     assert s.get("k" * 16).final == {"pck@0.1": 0.5}
     assert not list(tmp_path.glob("*.tmp"))
+
+
+def test_trained_method_has_the_run_weights_and_recovers_missing_ones(tmp_path):
+    """trained_method loads the run's final weights; with the weights file gone
+    (a fresh clone of committed results) it retrains to the same weights and
+    leaves the stored entry untouched."""
+    import torch
+
+    from landmark_study.runs import ResultsStore, run, trained_method, weights_path
+    from landmark_study.train import load_run_data
+
+    store = ResultsStore(tmp_path / "store")
+    cfg = tiny_config()
+    res = run(cfg, store, progress=False)
+    assert weights_path(res.key).exists()
+    images = torch.from_numpy(load_run_data(cfg.data).test.images[:4]).permute(0, 3, 1, 2).float() / 255
+    m1 = trained_method(cfg, store)
+    p1, _ = m1.predict(images)
+    # the stored test predictions came from the same weights
+    assert torch.allclose(p1, torch.tensor(res.predictions["points"][:4]), atol=0.01)
+    entry_before = store.path(res.key).read_bytes()
+    weights_path(res.key).unlink()
+    m2 = trained_method(cfg, store)
+    p2, _ = m2.predict(images)
+    assert torch.allclose(p1, p2)
+    assert store.path(res.key).read_bytes() == entry_before

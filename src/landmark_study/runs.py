@@ -10,6 +10,7 @@ set aside and recomputed, never trusted.
 
 from __future__ import annotations
 
+import contextvars
 import hashlib
 import json
 import os
@@ -195,6 +196,55 @@ def checkpoint_dir() -> Path:
     return root
 
 
+_CURRENT_STORE: "contextvars.ContextVar[ResultsStore | None]" = contextvars.ContextVar("landmark_store", default=None)
+
+
+def weights_path(key: str) -> Path:
+    """Final weights of run ``key`` (outside the repository: they are not results)."""
+    return checkpoint_dir() / f"{key}.final.pt"
+
+
+def _save_weights(key: str, state: dict[str, Any]) -> None:
+    from .train import save_checkpoint
+
+    save_checkpoint(weights_path(key), {k: v.detach().cpu() for k, v in state.items()})
+
+
+def trained_method(config: RunConfig, store: ResultsStore | None = None, device=None):
+    """The trained :class:`~landmark_study.methods.Method` of ``config``, weights loaded, in eval mode.
+
+    Trains the run (and stores its result) if the store lacks it. If the result
+    is stored but its weights are not on this machine (a fresh clone of the
+    committed results), the run is retrained deterministically to recover the
+    weights; the stored entry is left as it is. Used by methods that need a
+    teacher (pseudo-labels, self-training rounds, stage 2 of clustering).
+    """
+    import torch
+
+    from .methods import get_method
+    from .train import load_run_data, pick_device, train
+
+    store = store or _CURRENT_STORE.get() or default_store("full")
+    device = device or pick_device()
+    res = run(config, store)
+    path = weights_path(res.key)
+    if not path.exists():
+        token = _CURRENT_STORE.set(store)
+        try:
+            out = train(config, checkpoint_path=checkpoint_dir() / f"{res.key}.pt", progress=False)
+        finally:
+            _CURRENT_STORE.reset(token)
+        _save_weights(res.key, out["weights"])
+        (checkpoint_dir() / f"{res.key}.pt").unlink(missing_ok=True)
+    cls = get_method(config.method)
+    data = cls.prepare_data(config, load_run_data(config.data), device)
+    method = cls(config, data.labeled.spec, data.labeled.image_size, device,
+                 torch.Generator().manual_seed(config.seed))
+    method.module.load_state_dict(torch.load(path, weights_only=True, map_location=device))
+    method.module.eval()
+    return method
+
+
 def run(config: RunConfig, store: ResultsStore | None = None, *, force: bool = False,
         progress: bool | None = None, resume: bool = True) -> RunResult:
     """The cached result of ``config`` or, if absent, train it and store the result.
@@ -204,7 +254,7 @@ def run(config: RunConfig, store: ResultsStore | None = None, *, force: bool = F
     """
     from .train import TrainingError, train
 
-    store = store or default_store("full")
+    store = store or _CURRENT_STORE.get() or default_store("full")
     version = method_version(config)
     key = run_key(config, version)
     if not force:
@@ -213,6 +263,7 @@ def run(config: RunConfig, store: ResultsStore | None = None, *, force: bool = F
             return cached
     ckpt = checkpoint_dir() / f"{key}.pt" if resume else None
     t0 = time.time()
+    token = _CURRENT_STORE.set(store)  # runs this one depends on (teachers) go to the same store
     try:
         out = train(config, checkpoint_path=ckpt, progress=progress)
     except TrainingError as e:
@@ -220,6 +271,9 @@ def run(config: RunConfig, store: ResultsStore | None = None, *, force: bool = F
                         provenance=provenance("?", time.time() - t0), error=str(e))
         store.put(res)
         raise
+    finally:
+        _CURRENT_STORE.reset(token)
+    _save_weights(key, out.pop("weights"))
     res = RunResult(key=key, config=to_dict(config), method_version=version, status="done",
                     final=out["final"], history=out["history"], predictions=out["predictions"],
                     provenance=provenance(out["device"], time.time() - t0))

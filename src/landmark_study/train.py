@@ -253,6 +253,7 @@ def train(config: RunConfig, *, checkpoint_path: str | Path | None = None, progr
     seed_everything(config.seed)
     data = data or load_run_data(config.data)
     cls = get_method(config.method)
+    data = cls.prepare_data(config, data, device)
     t = config.train
     gen = torch.Generator().manual_seed(config.seed)
     method = cls(config, data.labeled.spec, data.labeled.image_size, device, gen)
@@ -329,12 +330,13 @@ def train(config: RunConfig, *, checkpoint_path: str | Path | None = None, progr
             entry: dict[str, Any] = {"step": step, "lr": sched.get_last_lr()[0]}
             entry.update({f"loss/{k}": v / n for k, v in running.items()})
             entry.update({f"diag/{k}": v for k, v in method.diagnostics.items()})
-            ev = evaluate(method, val, device)
-            entry["val/pck@0.1"] = ev["pck@0.1"]
+            ev = method.evaluate(val, device)
+            entry.update({f"val/{k}": v for k, v in ev.items() if isinstance(v, (int, float))})
             entry["ms_per_step"] = 1000.0 * train_time / step
             history.append(entry)
             running = {}
-            bar.set_postfix(pck=f"{ev['pck@0.1']:.3f}")
+            if "pck@0.1" in ev:
+                bar.set_postfix(pck=f"{ev['pck@0.1']:.3f}")
         if ckpt is not None and (step % t.checkpoint_every == 0 or (stop_after is not None and step == stop_after)):
             save_checkpoint(ckpt, {
                 "step": step, "method": method.state_dict(), "optimizer": opt.state_dict(),
@@ -349,7 +351,7 @@ def train(config: RunConfig, *, checkpoint_path: str | Path | None = None, progr
             return {"interrupted_at": step}
     bar.close()
 
-    final = evaluate(method, data.test, device)
+    final = method.evaluate(data.test, device)
     final["ms_per_step"] = 1000.0 * train_time / max(step, 1)
     final["train_time_s"] = train_time
     vis = data.test.subset(np.arange(min(VIS_SET_SIZE, len(data.test))))
@@ -359,7 +361,7 @@ def train(config: RunConfig, *, checkpoint_path: str | Path | None = None, progr
         "points": np.round(vp, 2).tolist(), "confidence": np.round(vc, 3).tolist(),
     }
     return {"history": _jsonable(history), "final": _jsonable(final), "predictions": predictions,
-            "device": str(device)}
+            "device": str(device), "weights": method.module.state_dict()}
 
 
 def _numpy_rng_state() -> tuple:

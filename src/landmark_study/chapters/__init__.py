@@ -13,6 +13,7 @@ from typing import Any, Callable
 
 _CHAPTER_MODULES = ("datasets",)
 _GRIDS: dict[str, Callable[[Any], list]] = {}
+_ARMS: dict[str, Callable[[Any], dict]] = {}
 
 
 def register_grid(name: str):
@@ -20,6 +21,24 @@ def register_grid(name: str):
         _GRIDS[name] = fn
         return fn
     return deco
+
+
+def register_arms(name: str):
+    """Register ``fn(params) -> {arm_name: [RunConfig, one per seed]}`` for chapter ``name``.
+
+    Arms are the named conditions a chapter's claims compare (``params/claims/<name>.yaml``
+    refers to them by name); :mod:`landmark_study.claims` reads their runs from the store.
+    """
+    def deco(fn):
+        _ARMS[name] = fn
+        return fn
+    return deco
+
+
+def chapter_arms(name: str, params: Any) -> dict:
+    """The named arms of chapter ``name`` for ``params`` ({} if it registers none)."""
+    fn = _ARMS.get(name)
+    return {} if fn is None else fn(params)
 
 
 for _m in _CHAPTER_MODULES:

@@ -62,6 +62,27 @@ class Method:
         """Return (points in image px (B, K, 2), confidence (B, K))."""
         raise NotImplementedError
 
+    # -- optional hooks -------------------------------------------------------
+    @classmethod
+    def prepare_data(cls, config: Any, data: Any, device: torch.device) -> Any:
+        """Called once, before the method is built, with the run's :class:`~landmark_study.train.RunData`.
+
+        A method that trains on something other than the ground-truth labels
+        (pseudo-labels from a teacher run, generic keypoints, ...) returns a
+        new RunData here; ``val``/``test`` keep the ground truth, which is only
+        used for evaluation. A teacher is obtained with
+        :func:`landmark_study.runs.trained_method`. Default: unchanged.
+        """
+        return data
+
+    def evaluate(self, ds: Any, device: torch.device) -> dict[str, Any]:
+        """Metrics on ``ds`` (periodic validation and the final test). Every scalar is
+        logged as ``val/<name>`` in the history; the final test dict is ``final``.
+        Default: PCK@0.05/0.1/0.2 of :meth:`predict` against the ground truth."""
+        from ..train import evaluate
+
+        return evaluate(self, ds, device)
+
     # -- provided -------------------------------------------------------------
     def loss_weights(self) -> dict[str, float]:
         w = dict(self.default_weights)
