@@ -8,6 +8,7 @@ Commands
   params check FILE [FILE ...]                          validate params files
   data fetch NAME [--from URL|PATH]                     download/verify/extract a real dataset
   bench [--json] [--quick]                              performance figures
+  claims [--chapter NAME] [--profile P] [--format table|csv|json]   paper-vs-ours verdicts
 """
 
 from __future__ import annotations
@@ -69,6 +70,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--json", action="store_true")
     p.add_argument("--quick", action="store_true", help="smaller sizes (for a smoke test)")
 
+    p = sub.add_parser("claims", help="paper-vs-ours verdicts from the results store")
+    p.add_argument("--chapter")
+    p.add_argument("--profile", default="full", choices=("quick", "full", "paper"))
+    p.add_argument("--format", default="table", choices=("table", "csv", "json"))
+    p.add_argument("--store", help="results store folder (default: the profile's)")
+
     args = ap.parse_args(argv)
     try:
         if args.cmd == "run":
@@ -122,6 +129,12 @@ def main(argv: list[str] | None = None) -> int:
                     print(name)
             else:
                 return fetch_mod.cli_fetch(args.rest)
+        elif args.cmd == "claims":
+            from .claims import claims_table, format_table
+            from .runs import ResultsStore
+
+            df = claims_table(args.chapter, args.profile, ResultsStore(args.store) if args.store else None)
+            print(format_table(df, args.format))
         elif args.cmd == "bench":
             from .bench import main as bench_main
 
