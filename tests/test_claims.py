@@ -174,6 +174,10 @@ def test_claims_from_store_not_run_then_verdict_then_stale(toy_chapter, tmp_path
     (row,) = claims.evaluate_claims(toy_chapter, None, store)
     assert row["verdict"] in ("reproduced", "not reproduced", "inconclusive")
     assert row["seeds"] == 3 and np.isfinite(row["ours_mean"])
+    import pandas as pd
+
+    md = claims.markdown_table(pd.DataFrame([row]))
+    assert "[toy](toy.ipynb)" in md and claims.VERDICT_MARK[row["verdict"]] in md and "3 seeds" in md
 
     monkeypatch.setattr(Supervised, "version", Supervised.version + "-changed")
     (row,) = claims.evaluate_claims(toy_chapter, None, store)

@@ -375,3 +375,43 @@ def format_table(df, fmt: str = "table") -> str:
         show[col] = show[col].map(lambda v: "" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.4g}")
     show["claim"] = show["claim"].str.slice(0, 60)
     return show.to_string(index=False)
+
+
+VERDICT_MARK = {"reproduced": "✅ reproduced", "not reproduced": "❌ not reproduced",
+                "inconclusive": "❔ inconclusive", "not run": "⏳ not run", "stale": "♻️ stale"}
+
+
+def _fmt(v: Any, digits: int = 3) -> str:
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return "–"
+    return f"{v:.{digits}g}" if isinstance(v, float) else str(v)
+
+
+def _cell(s: Any) -> str:
+    return str(s).replace("|", "\\|").replace("\n", " ")
+
+
+def markdown_table(df, link: bool = True) -> str:
+    """The claims table as Markdown: claim, paper's evidence, ours, verdict (one row per claim)."""
+    lines = ["| chapter | claim | paper's evidence | ours (profile, seeds) | how decided | verdict |",
+             "|---|---|---|---|---|---|"]
+    for r in df.itertuples(index=False):
+        ch = f"[{r.chapter}]({r.chapter}.ipynb)" if link else r.chapter
+        if r.verdict in ("not run", "stale"):
+            ours = _cell(r.detail)
+        else:
+            ours = f"{_fmt(r.ours_mean)} ± {_fmt(r.ours_spread, 2)} ({r.profile}, {r.seeds} seeds); {_cell(r.detail)}"
+        lines.append(f"| {ch} | {_cell(r.claim)} | {_cell(r.paper_evidence) or '–'} | {ours} | "
+                     f"`{r.metric}`: {_cell(r.rule)} | {VERDICT_MARK.get(r.verdict, r.verdict)} |")
+    return "\n".join(lines)
+
+
+def published_markdown(cf: ClaimsFile) -> str:
+    """The paper's own numbers, verbatim, as a Markdown table."""
+    if not cf.published:
+        return "_(no published numbers recorded)_"
+    keys = ["table", "page", "row", "column", "metric", "value"]
+    lines = ["| " + " | ".join(keys) + " |", "|" + "---|" * len(keys)]
+    for row in cf.published:
+        lines.append("| " + " | ".join(_cell(row.get(k, "")) for k in keys) + " |")
+    return "\n".join(lines)
