@@ -69,6 +69,7 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("bench", help="performance figures")
     p.add_argument("--json", action="store_true")
     p.add_argument("--quick", action="store_true", help="smaller sizes (for a smoke test)")
+    p.add_argument("--save", action="store_true", help="also write book/results/bench.json (the status page shows it)")
 
     p = sub.add_parser("claims", help="paper-vs-ours verdicts from the results store")
     p.add_argument("--chapter")
@@ -138,7 +139,7 @@ def main(argv: list[str] | None = None) -> int:
         elif args.cmd == "bench":
             from .bench import main as bench_main
 
-            return bench_main(as_json=args.json, quick=args.quick)
+            return bench_main(as_json=args.json, quick=args.quick, save=args.save)
     except ConfigError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

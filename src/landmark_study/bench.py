@@ -142,6 +142,37 @@ def run_all(quick: bool = False) -> dict[str, Any]:
     return res
 
 
+BUDGETS = {"loop_overhead": ("<", 0.10), "data_to_train_ratio": (">=", 5.0), "faiss_speedup_1m": (">=", 10.0)}
+
+
+def budget_lines(res: dict[str, Any]) -> list[str]:
+    """One line per budget: the measured figure, the budget and whether it is met."""
+    out = []
+    for k, (op, lim) in BUDGETS.items():
+        v = res.get(k)
+        if v is None:
+            continue
+        ok = v < lim if op == "<" else v >= lim
+        out.append(f"- `{k}` = {v} (budget {op} {lim}): {'met' if ok else '**not met**'}")
+    return out
+
+
+def tables_markdown(res: dict[str, Any]) -> list[str]:
+    meta = res.get("machine", {})
+    out = [f"Measured with `python -m landmark_study bench` on {meta.get('cpu_count', '?')} CPU cores"
+           f" ({meta.get('time', '?')}, torch {meta.get('torch', '?')}, faiss {meta.get('faiss', '?')}).", ""]
+    for title, key in (("Training loop vs bare PyTorch loop", "loop"), ("Data generation vs consumption", "data"),
+                       ("K-means: faiss vs scikit-learn, equal iterations", "clustering"),
+                       ("faiss points-per-centroid cap", "clustering_cap")):
+        rows = res.get(key) or []
+        if rows:
+            keys = list(rows[0])
+            out += [f"**{title}**", "", "| " + " | ".join(keys) + " |", "|" + "---|" * len(keys)]
+            out += ["| " + " | ".join(str(r.get(k, "")) for k in keys) + " |" for r in rows]
+            out.append("")
+    return out
+
+
 def _table(rows: list[dict[str, Any]]) -> str:
     if not rows:
         return ""
@@ -151,8 +182,23 @@ def _table(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-def main(as_json: bool = False, quick: bool = False) -> int:
+def _machine() -> dict[str, Any]:
+    import faiss
+    import torch
+
+    return {"cpu_count": os.cpu_count(), "torch": torch.__version__, "faiss": faiss.__version__,
+            "cuda": torch.cuda.is_available(), "time": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
+
+
+def main(as_json: bool = False, quick: bool = False, save: bool = False) -> int:
     res = run_all(quick=quick)
+    res["machine"] = _machine()
+    if save:
+        from .paths import REPO_ROOT
+
+        p = REPO_ROOT / "book" / "results" / "bench.json"
+        p.write_text(json.dumps(res, indent=1) + "\n")
+        print(f"saved {p}", file=sys.stderr)
     if as_json:
         print(json.dumps(res, indent=1))
         return 0
@@ -164,6 +210,6 @@ def main(as_json: bool = False, quick: bool = False) -> int:
     print(_table(res["clustering"]))
     print("\n# faiss points-per-centroid cap: time and inertia")
     print(_table(res["clustering_cap"]))
-    print(f"\nloop_overhead={res['loop_overhead']:.3f}  data_to_train_ratio={res['data_to_train_ratio']}  "
-          f"faiss_speedup_1m={res['faiss_speedup_1m']}")
+    print()
+    print("\n".join(budget_lines(res)))
     return 0

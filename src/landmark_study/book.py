@@ -107,14 +107,52 @@ def _environment() -> dict[str, str]:
     }
 
 
+def training_cost(chapter: str, profile: str = "full") -> dict[str, object]:
+    """What a chapter's grid at ``profile`` cost, from the stored runs' provenance."""
+    from .chapters import chapter_grid
+    from .config import load_chapter_params
+    from .runs import chapter_store, run_key
+
+    try:
+        params = load_chapter_params(chapter, params_file(chapter, profile))
+    except FileNotFoundError:
+        return {}
+    grid = chapter_grid(chapter, params)
+    store = chapter_store(params)
+    found = [r for r in (store.get(run_key(c)) for c in grid) if r is not None]
+    wall = sum(float(r.provenance.get("wall_time_s") or 0.0) for r in found)
+    rss = [float(r.provenance["peak_rss_mb"]) for r in found if r.provenance.get("peak_rss_mb")]
+    return {"runs": len(grid), "stored": len(found), "seeds": len(params.seeds), "train_s": wall,
+            "peak_rss_mb": max(rss) if rss else None}
+
+
+def _bench_markdown() -> list[str]:
+    p = REPO_ROOT / "book" / "results" / "bench.json"
+    if not p.exists():
+        return ["_No bench results committed (run `python -m landmark_study bench --save`)._"]
+    from .bench import budget_lines, tables_markdown
+
+    res = json.loads(p.read_text())
+    return tables_markdown(res) + [""] + budget_lines(res)
+
+
 def write_status(statuses: list[ChapterStatus], path: Path) -> None:
     lines = ["# Status", "",
-             "How each chapter of this build was executed (papermill, before the book was rendered).", "",
-             "| chapter | profile | execution time | result |", "|---|---|---|---|"]
+             "How each chapter of this build was executed (papermill, before the book was rendered), and",
+             "what its full profile cost to train: the sum of the stored runs' wall times (runs of a sweep",
+             "overlap when it uses several workers), and the largest peak resident memory a run recorded.", "",
+             "| chapter | profile | execution time | result | full-profile runs stored | seeds | "
+             "full-profile training | peak memory |", "|---|---|---|---|---|---|---|---|"]
     for s in statuses:
-        lines.append(f"| [{s.name}]({s.name}.ipynb) | {s.profile} | {s.seconds:.1f} s | {'ok' if s.ok else 'FAILED'} |")
+        c = training_cost(s.name, "full")
+        runs = f"{c['stored']}/{c['runs']}" if c else "–"
+        train = f"{c['train_s'] / 60:.1f} min" if c and c["runs"] else "–"
+        rss = f"{c['peak_rss_mb']:.0f} MiB" if c and c.get("peak_rss_mb") else "–"
+        lines.append(f"| [{s.name}]({s.name}.ipynb) | {s.profile} | {s.seconds:.1f} s | "
+                     f"{'ok' if s.ok else 'FAILED'} | {runs} | {c.get('seeds', '–') if c else '–'} | {train} | {rss} |")
     lines += ["", "## Environment", "", "| | |", "|---|---|"]
     lines += [f"| {k} | {v} |" for k, v in _environment().items()]
+    lines += ["", "## Benchmarks", "", *_bench_markdown()]
     lines += ["", "Full-profile numbers come from the committed results store (`book/results/full`);",
               "a chapter retrains only the runs whose config or method version changed."]
     path.write_text("\n".join(lines) + "\n")

@@ -103,7 +103,23 @@ def provenance(device: str, wall_time: float) -> dict[str, Any]:
         "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "host": socket.gethostname(),
         "python": platform.python_version(), "torch": torch.__version__, "device": device,
         "threads": torch.get_num_threads(), "wall_time_s": round(wall_time, 2),
+        "peak_rss_mb": round(_peak_rss_mb(), 1), "runtime": runtime_options(),
     }
+
+
+def _peak_rss_mb() -> float:
+    """Peak resident memory of this process so far (MiB; a sweep worker's covers its earlier runs)."""
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def runtime_options() -> dict[str, Any]:
+    """Execution settings that are not part of a run's config (they do not change its key):
+    ``LANDMARK_STUDY_AMP=1`` (bfloat16 autocast) and ``LANDMARK_STUDY_CHANNELS_LAST=1``, used on
+    CUDA only. Recorded in every run's provenance."""
+    return {"amp": os.environ.get("LANDMARK_STUDY_AMP", "0") == "1",
+            "channels_last": os.environ.get("LANDMARK_STUDY_CHANNELS_LAST", "0") == "1"}
 
 
 class ResultsStore:

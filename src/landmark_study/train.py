@@ -22,6 +22,7 @@ import numpy as np
 import torch
 
 from .config import DataConfig, RunConfig
+from .runs import runtime_options
 from .data.sample import ArrayDataset
 from .methods import Batch, get_method
 from .metrics import pck
@@ -299,13 +300,17 @@ def train(config: RunConfig, *, checkpoint_path: str | Path | None = None, progr
             np.random.set_state((name, keys.numpy().astype(np.uint32), pos, has_gauss, cached))
             random.setstate(state["python_rng"])
 
+    autocast = _autocast(device)
+    if device.type == "cuda" and runtime_options()["channels_last"]:
+        method.module.to(memory_format=torch.channels_last)
     bar = tqdm(total=t.steps, initial=step, disable=not progress, desc=f"{config.method}", leave=False)
     method.module.train()
     while step < t.steps:
         t0 = time.perf_counter()
         lb = lab.batch(lab_sampler.next())
         ub = unl.batch(unl_sampler.next()) if unl is not None else None
-        losses = method.training_step(lb, ub, step)
+        with autocast:
+            losses = method.training_step(lb, ub, step)
         total = torch.zeros((), device=device)
         for name, value in losses.items():
             if name not in weights:
@@ -362,6 +367,18 @@ def train(config: RunConfig, *, checkpoint_path: str | Path | None = None, progr
     }
     return {"history": _jsonable(history), "final": _jsonable(final), "predictions": predictions,
             "device": str(device), "weights": method.module.state_dict()}
+
+
+def _autocast(device: torch.device):
+    """bfloat16 autocast on CUDA when ``LANDMARK_STUDY_AMP=1`` (bf16 needs no loss scaling); else a no-op.
+
+    All data lives on the device for the whole run (see ``_Tensors``), so there
+    are no per-step host-to-device copies to pin or overlap."""
+    import contextlib
+
+    if device.type == "cuda" and runtime_options()["amp"]:
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
 
 
 def _numpy_rng_state() -> tuple:
