@@ -181,7 +181,7 @@ def test_claims_from_store_not_run_then_verdict_then_stale(toy_chapter, tmp_path
 
     monkeypatch.setattr(Supervised, "version", Supervised.version + "-changed")
     (row,) = claims.evaluate_claims(toy_chapter, None, store)
-    assert row["verdict"] == "stale" and "older method version" in row["detail"]
+    assert row["verdict"] == "stale" and "older method or data version" in row["detail"]
 
 
 def test_unknown_arm_is_an_error(toy_chapter, tmp_path):

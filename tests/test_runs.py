@@ -119,3 +119,12 @@ def test_trained_method_has_the_run_weights_and_recovers_missing_ones(tmp_path):
     p2, _ = m2.predict(images)
     assert torch.allclose(p1, p2)
     assert store.path(res.key).read_bytes() == entry_before
+
+
+def test_key_changes_with_the_data_generator_version(monkeypatch):
+    from landmark_study.data.synthetic import figures
+
+    cfg = tiny_config()
+    before = run_key(cfg, "1")
+    monkeypatch.setattr(figures, "VERSION", figures.VERSION + 1)
+    assert run_key(cfg, "1") != before

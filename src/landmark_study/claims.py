@@ -16,7 +16,7 @@ Verdicts come only from stored runs:
 
 Fewer than :data:`MIN_SEEDS` seeds in an arm gives *inconclusive*. An arm whose
 runs are absent is *not run*; one whose runs exist only under another method
-version (the method changed since the run) is *stale*.
+or data-generator version (the method or the data changed since the run) is *stale*.
 """
 
 from __future__ import annotations
@@ -255,7 +255,7 @@ def arm_runs(configs: Iterable, store, index: dict | None = None) -> dict[str, A
     """Look up each config of an arm: ``{"results": [...], "missing": n, "stale": n}``."""
     import json
 
-    from .runs import method_version, run_key
+    from .runs import run_key
 
     found, missing, stale = [], 0, 0
     for cfg in configs:
@@ -265,8 +265,8 @@ def arm_runs(configs: Iterable, store, index: dict | None = None) -> dict[str, A
             continue
         if index is None:
             index = _config_index(store)
-        others = [r for r in index.get(json.dumps(to_dict(cfg), sort_keys=True), [])
-                  if r.method_version != method_version(cfg)]
+        # the same config stored under another key: made by another method or data version
+        others = index.get(json.dumps(to_dict(cfg), sort_keys=True), [])
         if others:
             stale += 1
         else:
@@ -296,7 +296,7 @@ def evaluate_claims(cf: ClaimsFile, params, store) -> list[dict[str, Any]]:
         looked = {a: arm_runs(arms[a], store, index) for a in c.arms()}
         if any(v["stale"] for v in looked.values()):
             row["verdict"] = "stale"
-            row["detail"] = "; ".join(f"{a}: {v['stale']} run(s) made with an older method version"
+            row["detail"] = "; ".join(f"{a}: {v['stale']} run(s) made with an older method or data version"
                                       for a, v in looked.items() if v["stale"])
         elif any(v["missing"] for v in looked.values()):
             row["verdict"] = "not run"

@@ -40,9 +40,18 @@ def method_version(config: RunConfig) -> str:
     return get_method(config.method).version
 
 
+def data_version(config: RunConfig) -> Any:
+    """The version of the generator behind a synthetic dataset (None for real datasets):
+    a generator whose output changes bumps it, so runs on the old data are not reused."""
+    from .data.synthetic import SYNTHETIC, resolve_generator
+
+    return resolve_generator(config.data.name)[1] if config.data.name in SYNTHETIC else None
+
+
 def run_key(config: RunConfig, version: str | None = None) -> str:
-    """Hash of the resolved config and the method version (16 hex chars)."""
-    payload = {"config": to_dict(config), "method_version": version or method_version(config)}
+    """Hash of the resolved config, the method version and the data generator version (16 hex chars)."""
+    payload = {"config": to_dict(config), "method_version": version or method_version(config),
+               "data_version": data_version(config)}
     blob = json.dumps(payload, sort_keys=True, separators=(",", ":")).encode()
     return hashlib.sha256(blob).hexdigest()[:16]
 
@@ -63,6 +72,7 @@ class RunResult:
     predictions: dict[str, Any] = field(default_factory=dict)
     provenance: dict[str, Any] = field(default_factory=dict)
     error: str | None = None
+    data_version: Any = None
 
     @property
     def run_config(self) -> RunConfig:
@@ -75,7 +85,7 @@ class RunResult:
             "format": STORE_FORMAT, "key": self.key, "config": self.config,
             "method_version": self.method_version, "status": self.status, "final": self.final,
             "history": self.history, "predictions": self.predictions,
-            "provenance": self.provenance, "error": self.error,
+            "provenance": self.provenance, "error": self.error, "data_version": self.data_version,
         }
 
     @classmethod
@@ -83,7 +93,7 @@ class RunResult:
         return cls(key=p["key"], config=p["config"], method_version=p["method_version"],
                    status=p["status"], final=p.get("final", {}), history=p.get("history", []),
                    predictions=p.get("predictions", {}), provenance=p.get("provenance", {}),
-                   error=p.get("error"))
+                   error=p.get("error"), data_version=p.get("data_version"))
 
 
 def provenance(device: str, wall_time: float) -> dict[str, Any]:
@@ -284,6 +294,7 @@ def run(config: RunConfig, store: ResultsStore | None = None, *, force: bool = F
         out = train(config, checkpoint_path=ckpt, progress=progress)
     except TrainingError as e:
         res = RunResult(key=key, config=to_dict(config), method_version=version, status="failed",
+                        data_version=data_version(config),
                         provenance=provenance("?", time.time() - t0), error=str(e))
         store.put(res)
         raise
@@ -291,6 +302,7 @@ def run(config: RunConfig, store: ResultsStore | None = None, *, force: bool = F
         _CURRENT_STORE.reset(token)
     _save_weights(key, out.pop("weights"))
     res = RunResult(key=key, config=to_dict(config), method_version=version, status="done",
+                    data_version=data_version(config),
                     final=out["final"], history=out["history"], predictions=out["predictions"],
                     provenance=provenance(out["device"], time.time() - t0))
     store.put(res)
