@@ -274,8 +274,14 @@ def arm_runs(configs: Iterable, store, index: dict | None = None) -> dict[str, A
     return {"results": found, "missing": missing, "stale": stale}
 
 
-def evaluate_claims(cf: ClaimsFile, params, store) -> list[dict[str, Any]]:
-    """One row per claim of ``cf`` (the :data:`COLUMNS` plus details) from ``store``."""
+def evaluate_claims(cf: ClaimsFile, params, store, strict: bool | None = None) -> list[dict[str, Any]]:
+    """One row per claim of ``cf`` (the :data:`COLUMNS` plus details) from ``store``.
+
+    An arm the chapter does not define at these parameters is an error when
+    ``strict`` (default: at the full profile, where every claim must be
+    testable); at the quick and paper profiles the claim shows as "not run"."""
+    if strict is None:
+        strict = getattr(params, "profile", "full") in ("full", None)
     from .chapters import chapter_arms
 
     arms = chapter_arms(cf.chapter, params)
@@ -288,9 +294,14 @@ def evaluate_claims(cf: ClaimsFile, params, store) -> list[dict[str, Any]]:
                                "profile": getattr(params, "profile", None), "rule": c.rule.describe(),
                                "metric": c.metric, "detail": ""}
         unknown = [a for a in c.arms() if a not in arms]
-        if unknown:
+        if unknown and strict:
             raise ConfigError(f"{cf.path}: claim {c.id!r} uses arm {unknown[0]!r}, which chapter "
                               f"{cf.chapter!r} does not define; its arms: {', '.join(sorted(arms)) or '(none)'}")
+        if unknown:
+            row["verdict"] = "not run"
+            row["detail"] = f"arm {unknown[0]!r} is not part of the {row['profile']} profile"
+            rows.append(row)
+            continue
         if index is None:
             index = _config_index(store)
         looked = {a: arm_runs(arms[a], store, index) for a in c.arms()}

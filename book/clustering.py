@@ -1,0 +1,259 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: ipynb,py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#   kernelspec:
+#     display_name: Python 3 (ipykernel)
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # Correspondence by clustering: landmarks from unpaired images
+#
+# Mallis et al. (NeurIPS 2020; TPAMI, thesis chapters 5-6) discover object landmarks
+# without labels. Stage 1 trains a network with a keypoint detector and a local
+# descriptor. It starts from generic keypoints (SuperPoint in the papers, ORB here)
+# and an *equivariance warm-up* (one image under two transforms; the same keypoint
+# is a positive pair). Then it alternates rounds: detect points, cluster their
+# descriptors over the whole training set, and train on the clusters as
+# pseudo-labels (same cluster in two *different* images = positive pair). Stage 2
+# trains a `K`-channel heatmap detector on stage 1's landmarks, with flip
+# augmentation from a flip permutation recovered by clustering mirrored
+# descriptors.
+#
+# The papers claim that (i) correspondence survives a majority of noise points,
+# (ii) over-clustering (`M >> K`) helps and a very large `M` hurts,
+# (iii) same-image negatives are best with clustering, while different-cluster
+# negatives are better with equivariance, (iv) clustering-trained descriptors are
+# far more landmark-consistent (NMI) than equivariance-trained ones, and (v) stage 2
+# and flipping lower the error. We test them on the procedural large-pose `faces`
+# set (20 landmarks, yaw up to ±90°).
+
+# %% tags=["remove-cell"]
+import numpy as np
+import pandas as pd
+import matplotlib.pyplot as plt
+from IPython.display import Markdown, display
+
+from landmark_study import claims, plots
+from landmark_study.chapters import chapter_grid
+from landmark_study.chapters.clustering import STAGE1_ARMS, arms, chain
+from landmark_study.config import notebook_params
+from landmark_study.data.synthetic import get_dataset
+from landmark_study.runs import chapter_store, run_key
+from landmark_study.sweep import run_grid
+
+plots.setup()
+_before = set(globals())
+
+# %% tags=["parameters"]
+profile = "quick"
+seeds = [0]
+size = 32
+n_train = 120
+n_val = 40
+width = 8
+batch_size = 8
+warmup_steps = 10
+round_steps = 10
+rounds = 1
+stage2_steps = 10
+num_landmarks = 10
+num_clusters = 30
+m_small = 10
+m_large = 100
+noise_fractions = [0.0, 0.2]
+cluster_images = 120
+n_regress = 60
+
+# %% tags=["remove-cell"]
+P = notebook_params("clustering", globals(), _before)
+print(f"profile={P.profile} seeds={list(P.seeds)} size={P.size} K={P.num_landmarks} M={P.num_clusters} "
+      f"rounds={P.rounds}")
+
+# %% [markdown]
+# ## How we test it
+#
+# Every arm below is a chain of runs in the results store: a warm-up (round 0),
+# then `rounds` rounds, each starting from the previous round's weights and
+# trained on pseudo-labels made by clustering the previous round's descriptors.
+# Arms that differ only in round options share the warm-up. The main arm
+# (`tpami`) uses TPAMI's modified K-means (cluster to `K`, keep the closest point
+# per cluster and image, re-cluster to `M`, dedupe) and same-image negatives.
+#
+# Evaluation is the papers': forward NME (ridge regression from the discovered
+# landmarks to the ground truth, fitted on training images) and backward NME
+# (ground truth to each discovered landmark), normalised by `sqrt(w h)` of the
+# ground-truth box as for LS3D. Stage-1 landmarks missing in a training image are
+# filled by SVT matrix completion, in a test image by the training mean. NMI
+# compares a K-means clustering of the descriptors of detections near a
+# ground-truth landmark with that landmark's identity.
+
+# %%
+configs = chapter_grid("clustering", P)
+store_ = chapter_store(P)
+report = run_grid(configs, store_, workers=P.workers)
+print(report.summary())
+A = arms(P)
+
+
+def _results(name):
+    out = []
+    for c in A[name]:
+        r = store_.get(run_key(c))
+        if r is not None:
+            out.append(r)
+    return out
+
+
+rows = []
+for name in A:
+    for r in _results(name):
+        f = r.final
+        rows.append({"arm": name, "seed": r.config["seed"], "forward NME": f.get("fnme"),
+                     "backward NME": f.get("bnme"), "NMI": f.get("nmi"), "points/image": f.get("ppe"),
+                     "F1": f.get("f1"), "accuracy": f.get("accuracy")})
+df = pd.DataFrame(rows)
+summary = df.groupby("arm", sort=False).agg(["mean", "std"]).drop(columns="seed").round(3)
+summary
+
+# %% [markdown]
+# *Table: final test metrics per arm (mean and std over seeds; NME as a fraction of
+# `sqrt(w h)` of the ground-truth box), profile and seeds as printed above, `faces`.*
+#
+# ## Rounds of self-training
+#
+# Forward NME after the warm-up and after each round, for the stage-1 arms.
+
+# %%
+fig, ax = plt.subplots(figsize=(6.5, 3.8))
+for name in list(STAGE1_ARMS) + ["m_equal_k", "m_large"]:
+    per_seed = []
+    for c in A[name]:
+        vals = []
+        for cc in chain(c):
+            r = store_.get(run_key(cc))
+            vals.append(np.nan if r is None else r.final.get("fnme", np.nan))
+        per_seed.append(vals)
+    v = np.asarray(per_seed, dtype=float)
+    ax.plot(np.arange(v.shape[1]), np.nanmean(v, 0), marker="o", label=name)
+ax.set_xlabel("round (0 = equivariance warm-up)")
+ax.set_ylabel("forward NME (test)")
+ax.set_xticks(range(P.rounds + 1))
+ax.legend(fontsize=7)
+ax.set_title(f"faces {P.size}px, {P.profile} profile, mean of {len(P.seeds)} seed(s)")
+plt.show()
+
+# %% [markdown]
+# *Figure: forward NME per round, mean over seeds, `faces`, profile in the title.*
+#
+# ## Noise robustness
+#
+# The warm-up starts from a mixture of ground-truth landmarks (jittered by up to
+# 3/256 of the side) and uniform random points, with the given fraction of real
+# points (TPAMI Fig. 4); detector F1 and descriptor NMI after the last round.
+
+# %%
+noise = df[df.arm.str.match(r"gt\d+$")].copy()
+if len(noise):
+    noise["real %"] = noise.arm.str[2:].astype(int)
+    fig, axs = plt.subplots(1, 3, figsize=(9.5, 3.0))
+    for ax, col in zip(axs, ("forward NME", "F1", "NMI")):
+        g = noise.groupby("real %")[col]
+        ax.errorbar(g.mean().index, g.mean().values, yerr=g.std().fillna(0).values, marker="o", capsize=3)
+        ax.set_xlabel("% real points at the start")
+        ax.set_title(col)
+    fig.suptitle(f"GT + random initialisation, faces {P.size}px, {P.profile} profile, {len(P.seeds)} seed(s)",
+                 fontsize=9)
+    plt.show()
+
+# %% [markdown]
+# *Figure: final stage-1 metrics against the fraction of real points in the
+# initialisation (mean ± std over seeds), `faces`, profile in the title.*
+#
+# ## Stage 2 and flipping
+#
+# The stage-2 detector has one heatmap per stage-1 landmark cluster; every run
+# reports its error with and without test-time flip averaging.
+
+# %%
+s2 = []
+for name in ("stage2", "stage2_no_flip_train"):
+    for r in _results(name):
+        s2.append({"arm": name, "seed": r.config["seed"], "no test flip": r.final.get("fnme_noflip"),
+                   "test flip": r.final.get("fnme_flip"), "flip pairs found": r.final.get("flip_pairs")})
+s2 = pd.DataFrame(s2)
+s2.groupby("arm").agg(["mean", "std"]).drop(columns="seed").round(4) if len(s2) else s2
+
+# %% [markdown]
+# *Table: stage-2 forward NME with and without test-time flipping, and the number
+# of flip pairs the co-occurrence of mirrored descriptors produced (mean, std over
+# seeds), `faces`.*
+
+# %%
+if len(s2) and len(df):
+    s1 = df[df.arm == "tpami"]["forward NME"].mean()
+    s2m = s2[s2.arm == "stage2"]["test flip"].mean()
+    pairs = s2[s2.arm == "stage2"]["flip pairs found"].mean()
+    display(Markdown(
+        f"Stage 1 (`tpami`) ends at forward NME {s1:.3f}; stage 2 with flip training and test flip reaches "
+        f"{s2m:.3f}. The flip correspondence found {pairs:.1f} mirror pairs on average out of "
+        f"{P.num_landmarks} landmarks: with fewer pairs, flipping can only rename few channels."))
+
+# %% [markdown]
+# ## Predictions
+#
+# Stored stage-2 predictions on the first test images (crosses; the ground truth
+# is drawn for reference, but the discovered landmarks have no names, so colours
+# do not correspond).
+
+# %%
+test16 = get_dataset("faces", "test", n=16, seed=P.seeds[0] * 0, size=P.size)
+r = store_.get(run_key(A["stage2"][0]))
+if r is not None:
+    pts = np.asarray(r.predictions["points"])
+    fig, axs = plt.subplots(1, 8, figsize=(12, 1.9))
+    for i, ax in enumerate(axs):
+        ax.imshow(test16.images[i])
+        ax.scatter(pts[i, :, 0], pts[i, :, 1], s=8, c=np.arange(pts.shape[1]), cmap="tab20", marker="x")
+        ax.axis("off")
+    fig.suptitle(f"stage 2, seed {P.seeds[0]} ({P.profile} profile), faces {P.size}px", fontsize=9)
+    plt.show()
+
+# %% [markdown]
+# *Figure: stage-2 landmarks (one colour per channel) on test images of `faces`,
+# first seed, profile in the title.*
+#
+# ## Claims
+#
+# Verdicts by the rules in `params/claims/clustering.yaml` (95% bootstrap interval
+# over seeds). The paper's numbers are on LS3D/CelebA at 256 px with 68
+# landmarks; ours are on `faces` at the profile's size: compare directions, not
+# magnitudes.
+
+# %%
+ct = claims.claims_table("clustering", profile=P.profile, store=store_)
+display(Markdown(claims.markdown_table(ct)))
+
+# %%
+n_rep = int((ct["verdict"] == "reproduced").sum()) if "verdict" in ct else 0
+display(Markdown(
+    f"Profile `{P.profile}` with {len(P.seeds)} seed(s): {n_rep} of {len(ct)} claims reproduced on `faces`. "
+    + ("With one seed no interval can be formed, so every verdict is inconclusive; the full profile "
+       "runs three seeds." if len(P.seeds) < 3 else "")))
+
+# %% [markdown]
+# ## What it means, and what differs from the paper
+#
+# The differences in data, scale, model and schedule are listed in the claims
+# file and printed below. At this CPU scale the network trains for a few hundred
+# steps where the papers train for 200k iterations; a claim that does not
+# reproduce here says that the effect needs more than this budget, not that the
+# paper is wrong.
+
+# %%
+display(Markdown(claims.load_claims(claims.claims_dir() / "clustering.yaml").differences))

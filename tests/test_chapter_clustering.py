@@ -1,0 +1,45 @@
+from pathlib import Path
+
+import pytest
+
+from landmark_study.chapters import chapter_arms, chapter_grid
+from landmark_study.claims import load_claims
+from landmark_study.config import load_chapter_params
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.parametrize("profile", ["quick", "full", "paper"])
+def test_params_load_and_grid_builds(profile):
+    p = load_chapter_params("clustering", ROOT / "params" / "clustering" / f"{profile}.yaml")
+    assert p.profile == profile
+    g = chapter_grid("clustering", p)
+    assert g and all(c.method in ("clustering_correspondence", "clustering_landmarks") for c in g)
+    # dependencies come first: every round r > 0 appears after a round r - 1
+    rounds = [c.method_options.get("round", 99) for c in g]
+    first_stage2 = next(i for i, c in enumerate(g) if c.method == "clustering_landmarks")
+    assert max(rounds[:first_stage2]) <= p.rounds and rounds == sorted(rounds[:first_stage2]) + rounds[first_stage2:]
+    if profile != "quick":
+        assert len(p.seeds) >= 3
+
+
+def test_claims_arms_exist():
+    cf = load_claims(ROOT / "params" / "claims" / "clustering.yaml")
+    p = load_chapter_params("clustering", ROOT / "params" / "clustering" / "full.yaml")
+    arms = chapter_arms("clustering", p)
+    for c in cf.claims:
+        for a in c.arms():
+            assert a in arms, f"claim {c.id} uses unknown arm {a}"
+            assert len(arms[a]) >= 3
+
+
+def test_notebook_parameters_match_quick_yaml():
+    import yaml
+
+    quick = yaml.safe_load((ROOT / "params" / "clustering" / "quick.yaml").read_text())
+    src = (ROOT / "book" / "clustering.py").read_text()
+    cell = src.split('# %% tags=["parameters"]')[1].split("# %%")[0]
+    ns: dict = {}
+    exec(cell, ns)
+    for k, v in quick.items():
+        assert ns[k] == v, k

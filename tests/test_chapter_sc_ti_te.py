@@ -1,0 +1,71 @@
+"""The sc_ti_te chapter: params load, grids build, claims name existing arms."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from landmark_study.chapters import chapter_arms, chapter_grid
+from landmark_study.chapters.sc_ti_te import arm_name
+from landmark_study.config import load_chapter_params
+from landmark_study.methods.sc_ti_te import PseudoLabel
+from landmark_study.runs import run_key
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.parametrize("profile", ["quick", "full", "paper"])
+def test_params_load_and_grid_builds(profile):
+    p = load_chapter_params("sc_ti_te", ROOT / "params" / "sc_ti_te" / f"{profile}.yaml")
+    grid = chapter_grid("sc_ti_te", p)
+    arms = chapter_arms("sc_ti_te", p)
+    assert len(grid) == sum(len(v) for v in arms.values())
+    assert len({run_key(c) for c in grid}) == len(grid)
+    assert all(len(v) == len(p.seeds) for v in arms.values())
+    if profile != "quick":
+        assert len(p.seeds) >= 3
+
+
+def test_pl_teacher_is_the_supervised_arm_and_runs_first():
+    p = load_chapter_params("sc_ti_te", ROOT / "params" / "sc_ti_te" / "full.yaml")
+    arms = chapter_arms("sc_ti_te", p)
+    names = list(arms)
+    for f in p.label_fractions:
+        sup = [run_key(c) for c in arms[arm_name("supervised", f)]]
+        pl = [run_key(PseudoLabel.teacher_config(c)) for c in arms[arm_name("pl", f)]]
+        assert sup == pl
+        assert names.index(arm_name("supervised", f)) < names.index(arm_name("pl", f))
+
+
+def test_claims_name_existing_arms():
+    claims = yaml.safe_load((ROOT / "params" / "claims" / "sc_ti_te.yaml").read_text())
+    p = load_chapter_params("sc_ti_te", ROOT / "params" / "sc_ti_te" / "full.yaml")
+    arms = chapter_arms("sc_ti_te", p)
+    for c in claims["claims"]:
+        for key in ("a", "b"):
+            if key in c["rule"]:
+                assert c["rule"][key] in arms, c["id"]
+    for row in claims["published"]:
+        assert {"table", "page", "row", "column", "metric", "value"} <= set(row)
+
+
+def test_notebook_parameters_equal_quick_yaml():
+    text = (ROOT / "book" / "sc_ti_te.py").read_text()
+    cell = text.split('# %% tags=["parameters"]')[1].split("# %%")[0]
+    ns: dict = {}
+    exec(cell, ns)
+    values = {k: v for k, v in ns.items() if not k.startswith("__")}
+    quick = yaml.safe_load((ROOT / "params" / "sc_ti_te" / "quick.yaml").read_text())
+    for k, v in quick.items():
+        assert (list(values[k]) if isinstance(values[k], tuple) else values[k]) == v, k
+    assert set(values) - set(quick) <= {"store", "workers"}
+    assert set(quick) <= set(values)
+
+
+def test_ablation_fractions_must_be_label_fractions():
+    from landmark_study.config import ConfigError
+
+    with pytest.raises(ConfigError, match="ablation_fractions"):
+        load_chapter_params("sc_ti_te", {"label_fractions": [0.05], "ablation_fractions": [0.1]})
