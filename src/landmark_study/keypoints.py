@@ -53,6 +53,9 @@ __all__ = [
     "detect_dataset",
     "nms_heatmap",
     "precision_recall",
+    "synthetic_corners",
+    "padded_box",
+    "heatmap_points",
 ]
 
 METHODS = ("sift", "orb", "gftt")
@@ -443,3 +446,181 @@ def precision_recall(
         "n_detections": int(n_det),
         "n_visible": n_vis,
     }
+
+
+# ----------------------------------------------------------------------------
+# a learned generic detector: MagicPoint-style synthetic corner shapes
+# (DeTone et al. 2018, SuperPoint's first stage; Mallis et al. bootstrap from SuperPoint)
+
+CORNER_SPEC_POINTS = 48  # padded keypoint slots per synthetic-corners image
+
+
+def _corner_spec(k: int):
+    from landmark_study.data.sample import DatasetSpec
+
+    return DatasetSpec(name="corners", keypoint_names=tuple(f"c{i}" for i in range(k)), normaliser="bbox")
+
+
+def _grey(c: np.ndarray) -> float:
+    return float(0.299 * c[0] + 0.587 * c[1] + 0.114 * c[2])
+
+
+def _contrasting_colour(rng: np.random.Generator, ref: float, min_contrast: float = 45.0) -> np.ndarray:
+    for _ in range(100):
+        c = rng.uniform(0, 255, 3)
+        if abs(_grey(c) - ref) >= min_contrast:
+            return c
+    return np.full(3, 255.0 if ref < 128 else 0.0)
+
+
+def _one_corner_image(rng: np.random.Generator, size: int, k_max: int):
+    """One image of random shapes and its visible corners (x, y) in the package convention."""
+    from landmark_study.data.synthetic.figures import add_pixel_noise, colour_noise_background
+
+    ss = 4 * size  # draw at 4x with anti-aliasing, then shrink (INTER_AREA)
+    img = colour_noise_background(rng, ss).astype(np.uint8)
+    owner = np.full((ss, ss), -1, np.int32)  # which shape covers each pixel
+    corners: list[tuple[float, float, int]] = []  # (x_big, y_big, shape id)
+    n_shapes = int(rng.integers(2, 6))
+    for sid in range(n_shapes):
+        kind = rng.choice(["polygon", "polygon", "star", "checker", "lines", "ellipse"])
+        ref = float(img.mean())
+        colour = _contrasting_colour(rng, ref)
+        col = tuple(float(v) for v in colour)
+        cx, cy = rng.uniform(0.15, 0.85, 2) * ss
+        r = rng.uniform(0.12, 0.3) * ss
+        mask = np.zeros((ss, ss), np.uint8)
+        pts: list[tuple[float, float]] = []
+        if kind == "polygon":
+            nv = int(rng.integers(3, 7))
+            ang = np.sort(rng.uniform(0, 2 * np.pi, nv))
+            # keep vertices apart in angle so every vertex is a visible corner
+            ang = np.linspace(0, 2 * np.pi, nv, endpoint=False) + rng.uniform(0, 2 * np.pi) + rng.uniform(-0.25, 0.25, nv)
+            rad = r * rng.uniform(0.6, 1.0, nv)
+            v = np.stack([cx + rad * np.cos(ang), cy + rad * np.sin(ang)], 1)
+            cv2.fillPoly(mask, [np.round(v).astype(np.int32)], 1, lineType=cv2.LINE_8)
+            pts = [tuple(p) for p in v]
+        elif kind == "star":
+            nv = int(rng.integers(3, 6))
+            ang = np.linspace(0, 2 * np.pi, nv, endpoint=False) + rng.uniform(0, 2 * np.pi)
+            v = np.stack([cx + r * np.cos(ang), cy + r * np.sin(ang)], 1)
+            th = max(2, int(0.02 * ss))
+            for p in v:
+                cv2.line(mask, (int(cx), int(cy)), (int(p[0]), int(p[1])), 1, th)
+            pts = [(cx, cy)] + [tuple(p) for p in v]
+        elif kind == "checker":
+            n = int(rng.integers(2, 4))
+            cell = r / n
+            theta = rng.uniform(0, np.pi / 2)
+            rot = np.array([[np.cos(theta), -np.sin(theta)], [np.sin(theta), np.cos(theta)]])
+            o = np.array([cx, cy]) - rot @ np.array([n * cell, n * cell]) / 2
+            for i in range(n):
+                for j in range(n):
+                    if (i + j) % 2 == 0:
+                        q = np.array([[i, j], [i + 1, j], [i + 1, j + 1], [i, j + 1]], float) * cell
+                        q = (rot @ q.T).T + o
+                        cv2.fillPoly(mask, [np.round(q).astype(np.int32)], 1)
+            grid = np.array([[i, j] for i in range(n + 1) for j in range(n + 1)], float) * cell
+            pts = [tuple(p) for p in (rot @ grid.T).T + o]
+        elif kind == "lines":
+            th = max(2, int(0.02 * ss))
+            for _ in range(int(rng.integers(1, 3))):
+                a = np.array([cx, cy]) + rng.uniform(-r, r, 2)
+                b = np.array([cx, cy]) + rng.uniform(-r, r, 2)
+                if np.hypot(*(a - b)) < 0.3 * r:
+                    continue
+                cv2.line(mask, (int(a[0]), int(a[1])), (int(b[0]), int(b[1])), 1, th)
+                pts += [tuple(a), tuple(b)]
+        else:  # ellipse: occludes, has no corners
+            cv2.ellipse(mask, (int(cx), int(cy)), (int(r), int(r * rng.uniform(0.4, 1.0))),
+                        float(rng.uniform(0, 180)), 0, 360, 1, -1)
+        on = mask > 0
+        img[on] = np.array(col, np.uint8)
+        owner[on] = sid
+        # earlier corners now covered by this shape are occluded
+        corners = [c for c in corners if owner[int(np.clip(c[1], 0, ss - 1)), int(np.clip(c[0], 0, ss - 1))] == c[2]
+                   or not (0 <= c[0] < ss and 0 <= c[1] < ss)]
+        corners += [(float(x), float(y), sid) for x, y in pts]
+    small = cv2.resize(img, (size, size), interpolation=cv2.INTER_AREA)
+    sigma = rng.uniform(0.0, 0.6)
+    if sigma > 0.05:
+        small = cv2.GaussianBlur(small, (0, 0), sigma)
+    small = add_pixel_noise(rng, small, float(rng.uniform(1.0, 4.0)))
+    # big-image pixel centre (x_b) -> small: (x_b + 0.5) / 4 - 0.5
+    xy = np.array([[(x + 0.5) / 4 - 0.5, (y + 0.5) / 4 - 0.5] for x, y, _ in corners]).reshape(-1, 2)
+    inside = (xy[:, 0] >= 1) & (xy[:, 0] <= size - 2) & (xy[:, 1] >= 1) & (xy[:, 1] <= size - 2)
+    xy = xy[inside]
+    if len(xy):  # merge coincident corners (shared checker vertices, star centre)
+        keep = _greedy_nms(xy, 1.0, chebyshev=False)
+        xy = xy[keep]
+    return small, xy[:k_max]
+
+
+def synthetic_corners(n: int, seed: int, size: int = 64, k_max: int = CORNER_SPEC_POINTS) -> ArrayDataset:
+    """Images of random shapes with their corners labelled (MagicPoint's training data).
+
+    Each image: a low-frequency colour-noise background and 2-5 shapes drawn over each
+    other in colours that contrast with the image (>= 45 grey levels): filled polygons
+    (3-6 vertices), stars (thick line segments from a centre), checkerboards, line
+    segments and ellipses (no corners; they only occlude). Labels are the polygon
+    vertices, star centres and tips, checkerboard grid corners and segment end points
+    that stay visible (not covered by a later shape) and lie at least 1 px inside the
+    frame; coincident corners (within 1 px) are merged. Drawn at 4x with
+    anti-aliasing, shrunk, blurred and noised. Returns an :class:`ArrayDataset` with
+    ``k_max`` padded keypoint slots (visibility 0 for unused slots); sample ``i``
+    comes from ``np.random.default_rng([seed, i])``.
+    """
+    if n < 1 or size < 16:
+        raise ValueError(f"synthetic_corners needs n >= 1 and size >= 16, got n={n}, size={size}")
+    images = np.zeros((n, size, size, 3), np.uint8)
+    kp = np.zeros((n, k_max, 2), np.float32)
+    vis = np.zeros((n, k_max), np.float32)
+    for i in range(n):
+        rng = np.random.default_rng([seed, i])
+        img, xy = _one_corner_image(rng, size, k_max)
+        images[i] = img
+        kp[i, : len(xy)] = xy
+        vis[i, : len(xy)] = 1.0
+    bbox = np.tile(np.array([0, 0, size - 1, size - 1], np.float32), (n, 1))
+    return ArrayDataset(spec=_corner_spec(k_max), images=images, keypoints=kp, visibility=vis, bbox=bbox)
+
+
+def padded_box(bbox: Any, padding: float, size: tuple[int, int] | None = None) -> np.ndarray:
+    """``(x0, y0, x1, y1)`` grown by ``padding`` times its width/height on each side
+    (a face-detector-like box around a tight landmark box), clipped to the image."""
+    b = np.asarray(bbox, dtype=np.float64).copy()
+    w, h = b[..., 2] - b[..., 0], b[..., 3] - b[..., 1]
+    b[..., 0] -= padding * w
+    b[..., 2] += padding * w
+    b[..., 1] -= padding * h
+    b[..., 3] += padding * h
+    if size is not None:
+        hh, ww = size
+        b[..., [0, 2]] = np.clip(b[..., [0, 2]], 0, ww - 1)
+        b[..., [1, 3]] = np.clip(b[..., [1, 3]], 0, hh - 1)
+    return b
+
+
+def heatmap_points(heatmap: Any, image_size: tuple[int, int], threshold: float = 0.0, radius: int = 1,
+                   max_points: int | None = None, bbox: Any = None) -> list[tuple[np.ndarray, np.ndarray]]:
+    """:func:`nms_heatmap` of a batch of single-channel heatmaps ``(B, 1, h, w)``, in *image*
+    pixels, optionally keeping only points inside each image's ``bbox`` ``(B, 4)``
+    (inclusive) before the ``max_points`` cap. Returns one ``(points, scores)`` per image."""
+    from landmark_study.heatmaps import heatmap_to_image
+
+    t = heatmap if isinstance(heatmap, torch.Tensor) else torch.from_numpy(np.asarray(heatmap))
+    if t.ndim == 3:
+        t = t[:, None]
+    hw = tuple(int(s) for s in t.shape[-2:])
+    out = []
+    for b, (pts, sc) in enumerate(nms_heatmap(t, threshold, radius, None)):
+        p = heatmap_to_image(pts.astype(np.float32), image_size, hw) if len(pts) else pts
+        p = np.asarray(p, dtype=np.float32).reshape(-1, 2)
+        if bbox is not None:
+            bx = np.asarray(bbox, dtype=np.float64)[b]
+            keep = (p[:, 0] >= bx[0]) & (p[:, 0] <= bx[2]) & (p[:, 1] >= bx[1]) & (p[:, 1] <= bx[3])
+            p, sc = p[keep], sc[keep]
+        if max_points is not None:
+            p, sc = p[: int(max_points)], sc[: int(max_points)]
+        out.append((p, sc))
+    return out
