@@ -102,3 +102,58 @@ def test_tiny_chain_runs_rounds_and_stage2(tmp_path):
     keys = {run_key(c) for c in g}
     assert r1.key in keys and r2.key in keys
     assert sum(1 for c in g if c.method_options.get("round") == 0) == 2  # orb warm-up + one noise warm-up
+
+
+def test_detector_bias_starts_at_the_keypoint_prior():
+    """sigmoid(bias) = points / heatmap pixels; a fresh stage-1 net starts there, not at 0.5."""
+    from landmark_study.methods.clustering_correspondence import detector_prior_logit
+
+    b = detector_prior_logit(20, (32, 32))
+    assert 1 / (1 + np.exp(-b)) == pytest.approx(20 / 1024, rel=1e-6)
+    cfg = tiny(round=0, init_points=10)
+    m = CC(cfg, None, (32, 32), torch.device("cpu"), torch.Generator().manual_seed(0))
+    assert float(m.module.head.detector.bias.detach()) == pytest.approx(detector_prior_logit(10, m.heatmap_size))
+
+
+def test_relative_detection_threshold_is_scale_invariant():
+    from landmark_study.methods.clustering_correspondence import detect_points
+
+    g = torch.Generator().manual_seed(0)
+    d = torch.rand(2, 1, 16, 16, generator=g) * 0.1
+    d[0, 0, 3, 4], d[0, 0, 10, 12], d[1, 0, 8, 8] = 1.0, 0.5, 0.8
+    a = detect_points(d, 0.4, True, 1, 30)
+    b = detect_points(d * 0.25, 0.4, True, 1, 30)  # a weaker detector, same shape
+    for (pa, sa), (pb, sb) in zip(a, b):
+        assert np.array_equal(pa, pb) and np.allclose(sb, 0.25 * sa)
+    assert sorted(map(tuple, a[0][0].tolist())) == [(4.0, 3.0), (12.0, 10.0)] and len(a[1][0]) == 1
+    assert len(detect_points(d * 0.25, 0.4, False, 1, 30)[0][0]) == 0  # absolute: nothing left
+
+
+def test_round_pairs_mix_same_image_and_other_images():
+    m0 = CC(tiny(round=0), None, (32, 32), torch.device("cpu"), torch.Generator().manual_seed(0))
+    assert m0._pairing(8, torch.device("cpu")).tolist() == list(range(8))  # warm-up: equivariance pairs
+    m1 = CC(tiny(same_image_pairs=0.0), None, (32, 32), torch.device("cpu"), torch.Generator().manual_seed(0))
+    p = m1._pairing(64, torch.device("cpu"))
+    assert (p != torch.arange(64)).all() and ((p >= 0) & (p < 64)).all()
+    m2 = CC(tiny(same_image_pairs=0.5), None, (32, 32), torch.device("cpu"), torch.Generator().manual_seed(0))
+    same = float(np.mean([(m2._pairing(64, torch.device("cpu")) == torch.arange(64)).float().mean()
+                          for _ in range(20)]))
+    assert 0.4 < same < 0.6
+
+
+def test_random_pixel_negatives_are_far_from_their_keypoint():
+    m = CC(tiny(), None, (32, 32), torch.device("cpu"), torch.Generator().manual_seed(0))
+    desc = torch.nn.functional.normalize(torch.randn(3, 8, 16, 16), dim=1)
+    kp = torch.rand(3, 5, 2) * 31
+    vis = torch.ones(3, 5, dtype=torch.bool)
+    vis[2] = False  # an image without keypoints gives no pairs
+    fa, fb = m._random_negatives(desc, kp, vis, 200, min_d=0.0)
+    assert fa.shape == fb.shape == (400, 8)  # every pair of the two images with keypoints
+    far = torch.zeros(3, 5, 2)  # all keypoints at (0, 0): only pixels >= min_d away qualify
+    fa, _ = m._random_negatives(desc, far, vis, 200, min_d=44.0)  # > the 32x32 diagonal
+    assert len(fa) == 0
+    fa, _ = m._random_negatives(desc, far, vis, 2000, min_d=22.0)
+    # P(|u| >= 22) for u uniform on [0, 31]^2 is 1 - pi 22^2 / 4 / 31^2 = 0.604
+    assert 0.55 < len(fa) / 4000 < 0.66
+    raw_a, raw_b = m._random_negatives(desc, kp, vis, 50, min_d=8.0)
+    assert raw_a.shape[1] == 8 and torch.allclose(raw_a.norm(dim=1), torch.ones(len(raw_a)), atol=1e-5)

@@ -106,7 +106,9 @@ class ClusteringCorrespondence(Method):
     """Stage 1: detector + descriptor trained on pseudo-labels from clustering."""
 
     name = "clustering_correspondence"
-    version = "1"
+    # 2: detector bias prior, relative detection threshold, rounds mix same-image and
+    #    cross-image pairs, same-image negatives topped up with random pixels
+    version = "2"
     loss_names = ("detector", "descriptor")
     default_weights = {"detector": 1.0, "descriptor": 10.0}  # the authors' weights
 
@@ -125,9 +127,18 @@ class ClusteringCorrespondence(Method):
         descriptor_dim: int = spec(32, range=(2, 1024))
         margin: float = spec(0.8, range=(0.0, 4.0))
         neg_min_dist: float = spec(0.089, range=(0.0, 1.0), help="negatives closer than this x image side are dropped")
-        max_pairs: int = spec(3000, range=(10, None), help="pairs per image, at most")
+        max_pairs: int = spec(3000, range=(10, None), help="keypoint-pair negatives per image, at most")
+        random_negatives: int = spec(200, range=(0, 100_000),
+                                     help="same_image: keypoint-vs-random-pixel negatives per view (authors: fill to 5000)")
+        same_image_pairs: float = spec(0.5, range=(0.0, 1.0),
+                                       help="rounds: fraction of pairs that are one image under two deformations "
+                                            "(the rest: two images, positives = same cluster); authors 0.5")
         max_detections: int = spec(30, range=(1, 1000))
-        detect_threshold: float = spec(0.02, range=(0.0, 1.0))
+        detect_threshold: float = spec(0.15, range=(0.0, 1.0),
+                                       help="NMS maxima kept above this (x the image's detector peak if "
+                                            "threshold_relative); the authors: 0.15 (K2L) / 0.2 (UL) absolute")
+        threshold_relative: bool = spec(True, help="detect_threshold is a fraction of each image's detector peak "
+                                                   "(the absolute value assumes a fully trained detector)")
         nms_radius: int = spec(1, range=(0, 10), help="heatmap px")
         outlier_knn: int = spec(100, range=(1, None))
         outlier_drop: float = spec(0.4, range=(0.0, 0.99))
@@ -183,6 +194,9 @@ class ClusteringCorrespondence(Method):
         state = _WARM_START.pop(_key(self.config), None)
         if state is not None:
             net.load_state_dict(state)
+        else:
+            with torch.no_grad():
+                net.head.detector.bias.fill_(detector_prior_logit(self.options.init_points, self.heatmap_size))
         self.landmarks: dict[str, np.ndarray] | None = None
         self._reference: ArrayDataset | None = None
         return net
@@ -222,63 +236,89 @@ class ClusteringCorrespondence(Method):
             return torch.arange(n)
         return torch.randperm(n, generator=self.generator)[:cap]
 
+    def _pairing(self, b: int, device: torch.device) -> torch.Tensor:
+        """Index of the image shown in view 2 for each image of view 1. Warm-up and
+        equivariance: the image itself (a synthetic deformation). Clustering rounds: with
+        probability ``same_image_pairs`` the image itself, else another image of the batch
+        (positives = same cluster label), as in TPAMI Sec. 3.4 and the authors' sampler."""
+        o = self.options
+        idx = torch.arange(b)
+        if o.round == 0 or o.correspondence == "equivariance" or b < 2:
+            return idx.to(device)
+        other = (idx + torch.randint(1, b, (b,), generator=self.generator)) % b
+        same = torch.rand(b, generator=self.generator) < o.same_image_pairs
+        return torch.where(same, idx, other).to(device)
+
+    def _random_negatives(self, desc: torch.Tensor, kp: torch.Tensor, vis: torch.Tensor, n: int,
+                          min_d: float) -> tuple[torch.Tensor, torch.Tensor]:
+        """``n`` pairs per image (keypoint, random pixel of the same image at least ``min_d``
+        px away): TPAMI's "any other location far from j is a good negative"."""
+        b, s = vis.shape
+        if n == 0 or s == 0:
+            return desc.new_zeros((0, desc.shape[1])), desc.new_zeros((0, desc.shape[1]))
+        h, w = self.image_size
+        dev = desc.device
+        u = torch.rand(b, n, 2, generator=self.generator).to(dev) * torch.tensor([w - 1, h - 1], device=dev)
+        # a random visible keypoint per pair (uniform over the visible ones)
+        wts = vis.float() + 1e-12
+        j = torch.multinomial(wts.cpu(), n, replacement=True, generator=self.generator).to(dev)  # (B, n)
+        pk = torch.gather(kp, 1, j[..., None].expand(-1, -1, 2))
+        ok = vis.any(1, keepdim=True) & ((pk - u).norm(dim=-1) >= min_d)
+        fa = torch.gather(self._sample(desc, kp), 1, j[..., None].expand(-1, -1, desc.shape[1]))
+        fb = self._sample(desc, u)
+        return fa[ok], fb[ok]
+
     def training_step(self, labeled: Batch, unlabeled: Batch | None, step: int) -> dict[str, torch.Tensor]:
         o = self.options
         img, kp, vis = labeled.images, labeled.keypoints, labeled.visibility > 0
         b, s = vis.shape
-        equivariance = o.round == 0 or o.correspondence == "equivariance"
+        dev = img.device
         min_d = o.neg_min_dist * max(self.image_size)
-        close = torch.cdist(kp, kp) < min_d  # (B, S, S) in the original frame
-        if equivariance:
-            i1, k1, v1 = self._augment(img, kp, vis.float())
-            i2, k2, v2 = self._augment(img, kp, vis.float())
-            out = self.module(torch.cat([i1, i2]))
-            det = out["detector"]
-            loss_det = 0.5 * (self._detector_loss(det[:b], k1, v1) + self._detector_loss(det[b:], k2, v2))
-            da, db = self._sample(out["descriptors"][:b], k1), self._sample(out["descriptors"][b:], k2)
-            va, vb = v1 > 0, v2 > 0
-            partner = torch.arange(b, device=img.device)  # view 2 of the same image
-        else:
-            i1, k1, v1 = self._augment(img, kp, vis.float())
-            out = self.module(i1)
-            det = out["detector"]
-            loss_det = self._detector_loss(det, k1, v1)
-            da = self._sample(out["descriptors"], k1)
-            partner = torch.roll(torch.arange(b, device=img.device), 1)  # another image
-            db, va = da[partner], v1 > 0
-            vb = va[partner]
-        eye = torch.eye(s, dtype=torch.bool, device=img.device)
-        # positives: same slot (same keypoint across views, or same cluster across images)
+        partner = self._pairing(b, dev)
+        i1, k1, v1 = self._augment(img, kp, vis.float())
+        i2, k2, v2 = self._augment(img[partner], kp[partner], vis[partner].float())
+        out = self.module(torch.cat([i1, i2]))
+        det, desc = out["detector"], out["descriptors"]
+        loss_det = self._detector_loss(det[:b], k1, v1) + self._detector_loss(det[b:], k2, v2)
+        da, db = self._sample(desc[:b], k1), self._sample(desc[b:], k2)
+        va, vb = v1 > 0, v2 > 0
+        eye = torch.eye(s, dtype=torch.bool, device=dev)
+        # positives: same slot = the same keypoint (a deformation of the image) or the
+        # same cluster label (another image)
         pos = va & vb  # (B, S)
         pa, pb = da[pos], db[pos]
         if o.negatives == "same_image" or o.round == 0:
-            # all pairs of points of one image (view 1 vs view 2 under equivariance)
-            other = db if equivariance else da
-            vo = vb if equivariance else va
-            neg = va[:, :, None] & vo[:, None, :] & ~eye & ~close
+            # all pairs of keypoints within one view (both views), far enough apart, plus
+            # keypoint-vs-random-pixel pairs of the same image
+            dd, kk, vv = torch.cat([da, db]), torch.cat([k1, k2]), torch.cat([va, vb])
+            far = torch.cdist(kk, kk) >= min_d
+            neg = vv[:, :, None] & vv[:, None, :] & torch.triu(~eye, 1) & far
+            bi, si, ti = torch.nonzero(neg, as_tuple=True)
+            keep = self._subsample(len(bi), max(o.max_pairs * b, 1)).to(dev)
+            na, nb = dd[bi[keep], si[keep]], dd[bi[keep], ti[keep]]
+            ra, rb = self._random_negatives(desc, kk, vv, o.random_negatives, min_d)
+            na, nb = torch.cat([na, ra]), torch.cat([nb, rb])
         else:
-            # different cluster labels, across images (NeurIPS)
-            other = db if equivariance else da[partner]
-            vo = vb
+            # different cluster labels, across images (NeurIPS): view 1 of image i vs
+            # view 2 of the next pair in the batch
+            nxt = torch.roll(torch.arange(b, device=dev), 1)
+            other, vo = db[nxt], vb[nxt]
             neg = va[:, :, None] & vo[:, None, :] & ~eye
-            if equivariance:  # cross-image: pair view 1 of image i with view 2 of the next image
-                other = db[torch.roll(torch.arange(b, device=img.device), 1)]
-                vo = vb[torch.roll(torch.arange(b, device=img.device), 1)]
-                neg = va[:, :, None] & vo[:, None, :] & ~eye
-        bi, si, ti = torch.nonzero(neg, as_tuple=True)
-        keep = self._subsample(len(bi), max(o.max_pairs * b - len(pa), 1)).to(bi.device)
-        bi, si, ti = bi[keep], si[keep], ti[keep]
-        na, nb = da[bi, si], other[bi, ti]
+            bi, si, ti = torch.nonzero(neg, as_tuple=True)
+            keep = self._subsample(len(bi), max(o.max_pairs * b - len(pa), 1)).to(dev)
+            na, nb = da[bi[keep], si[keep]], other[bi[keep], ti[keep]]
         a_all = torch.cat([pa, na])
         b_all = torch.cat([pb, nb])
-        label = torch.cat([torch.ones(len(pa), dtype=torch.bool), torch.zeros(len(na), dtype=torch.bool)]).to(img.device)
+        label = torch.cat([torch.ones(len(pa), dtype=torch.bool), torch.zeros(len(na), dtype=torch.bool)]).to(dev)
         if len(a_all) == 0:
             loss_desc = da.sum() * 0.0
         else:
             loss_desc = contrastive_loss(a_all, b_all, label, margin=o.margin)
         self.diagnostics["positives"] = float(len(pa)) / b
         self.diagnostics["negatives"] = float(len(na)) / b
+        self.diagnostics["same_image_pairs"] = float((partner == torch.arange(b, device=dev)).float().mean())
         self.diagnostics["peak"] = float(det.detach().amax(dim=(2, 3)).mean())
+        self.diagnostics["background"] = float(det.detach().median())
         return {"detector": loss_det, "descriptor": loss_desc}
 
     # -- detection, description, clustering -----------------------------------
@@ -287,7 +327,6 @@ class ClusteringCorrespondence(Method):
         """Points (image px), scores, descriptors and image ids of all detections in
         ``images`` (N, H, W, 3) uint8; also descriptors of the mirrored image at the
         mirrored points (``mirrored``), for the flip correspondence."""
-        from ..keypoints import nms_heatmap
 
         o = self.options
         was = self.module.training
@@ -299,8 +338,8 @@ class ClusteringCorrespondence(Method):
             x = x.float().div_(255.0)
             out = self.module(x)
             outm = self.module(torch.flip(x, dims=[3]))
-            found = nms_heatmap(out["detector"], threshold=o.detect_threshold, radius=o.nms_radius,
-                                max_points=o.max_detections)
+            found = detect_points(out["detector"], o.detect_threshold, o.threshold_relative, o.nms_radius,
+                                  o.max_detections)
             for j, (p, sc) in enumerate(found):
                 if len(p) == 0:
                     continue
@@ -413,6 +452,32 @@ class ClusteringCorrespondence(Method):
         return torch.from_numpy(pts.astype(np.float32)), torch.from_numpy(ok.astype(np.float32))
 
 
+def detect_points(detector: torch.Tensor, threshold: float, relative: bool, radius: int,
+                  max_points: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    """NMS maxima of detector maps (B, 1, h, w) above ``threshold`` -- or, ``relative``,
+    above ``threshold`` x each map's own maximum -- at most ``max_points`` per map, by
+    score: ``[(points (P, 2) heatmap px, scores (P,))]``."""
+    from ..keypoints import nms_heatmap
+
+    d = detector.detach().float()
+    if not relative:
+        return nms_heatmap(d, threshold=threshold, radius=radius, max_points=max_points)
+    peak = d.amax(dim=(1, 2, 3), keepdim=True).clamp_min(1e-12)
+    found = nms_heatmap(d / peak, threshold=threshold, radius=radius, max_points=max_points)
+    return [(p, (sc * float(pk)).astype(np.float32)) for (p, sc), pk in zip(found, peak.flatten().cpu())]
+
+
+def detector_prior_logit(points: int, heatmap_size: tuple[int, int]) -> float:
+    """Initial detector bias: the logit of the fraction of heatmap pixels that are keypoints
+    (``points / (h w)``), so that the sigmoid starts at the background level of the delta
+    targets instead of 0.5 (the prior initialisation of Lin et al. 2017). With the papers'
+    30k warm-up iterations the starting level does not matter; with a few hundred Adam
+    steps a zero bias leaves the whole map near 0.2 and every NMS maximum above any
+    absolute threshold."""
+    p = min(max(points / float(heatmap_size[0] * heatmap_size[1]), 1e-4), 0.5)
+    return float(np.log(p / (1.0 - p)))
+
+
 def descriptor_nmi(det: dict[str, np.ndarray], ds: ArrayDataset, m: int, radius: float, seed: int = 0) -> float:
     """NMI between K-means (to ``m``) labels of the descriptors of detections lying within
     ``radius`` px of a visible ground-truth landmark and the label of that landmark
@@ -493,7 +558,7 @@ class ClusteringLandmarks(HeatmapMethod):
     """Stage 2: K-channel heatmap detector on the stage-1 landmark pseudo-labels."""
 
     name = "clustering_landmarks"
-    version = "1"
+    version = "2"  # 2: stage-1 teacher v2
     loss_names = ("heatmap",)
     default_weights = {"heatmap": 1.0}
 
