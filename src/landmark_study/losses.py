@@ -202,12 +202,14 @@ def keypoint_representations(features: torch.Tensor, heatmaps: torch.Tensor) -> 
 
 
 def consistency_loss(student: torch.Tensor, teacher: torch.Tensor, weights: torch.Tensor | None = None,
-                     stop_gradient: bool = True) -> torch.Tensor:
+                     stop_gradient: bool = True, pixel_weights: torch.Tensor | None = None) -> torch.Tensor:
     """Teacher-student heatmap MSE (Xie et al.): ``mean((w * (student - teacher))^2)``.
 
     ``teacher`` is detached when ``stop_gradient`` (the default, as the
     paper's easy branch). ``weights`` (B, K) or (K,) multiply the difference
     per joint (None = plain MSE, the paper's unsupervised term).
+    ``pixel_weights`` (B, K, h, w), optional, multiply the squared difference
+    pixel by pixel (foreground re-weighting; always detached).
     """
     _check_ndim("student", student, 4, "(B, K, h, w)")
     _check_same("student", student, "teacher", teacher)
@@ -217,7 +219,11 @@ def consistency_loss(student: torch.Tensor, teacher: torch.Tensor, weights: torc
     w = _joint_weights(weights, student.shape[0], student.shape[1], student)
     if w is not None:
         diff = diff * w[:, :, None, None]
-    return diff.pow(2).mean()
+    sq = diff.pow(2)
+    if pixel_weights is not None:
+        _check_same("student", student, "pixel_weights", pixel_weights)
+        sq = sq * pixel_weights.detach()
+    return sq.mean()
 
 
 def contrastive_terms(desc_a: torch.Tensor, desc_b: torch.Tensor, positive: torch.Tensor,
