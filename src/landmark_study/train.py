@@ -50,6 +50,36 @@ def pick_device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
+_MALLOC_TUNED = False
+
+
+def tune_malloc() -> bool:
+    """Keep freed memory in the process instead of returning it to the OS after every step.
+
+    Profiling a full sweep showed the training thread spending as much time in the
+    kernel as in PyTorch: dask starts its workers with ``MALLOC_TRIM_THRESHOLD_=65536``,
+    so glibc gave every step's large activation buffers back to the OS and faulted them
+    in again (about 68,000 page faults per step; 1690 vs 430 ms/step for the SC/TI/TE
+    method). With a 1 GiB trim threshold, a 32 MiB mmap threshold and 256 MiB of top
+    padding the buffers are reused. glibc only (Linux); a no-op elsewhere. Returns
+    whether the settings were applied.
+    """
+    global _MALLOC_TUNED
+    if _MALLOC_TUNED:
+        return True
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL("libc.so.6")
+        m_trim_threshold, m_top_pad, m_mmap_threshold = -1, -2, -3
+        ok = (libc.mallopt(m_trim_threshold, 1 << 30) == 1 and libc.mallopt(m_mmap_threshold, 32 << 20) == 1
+              and libc.mallopt(m_top_pad, 256 << 20) == 1)
+    except (OSError, AttributeError):
+        return False
+    _MALLOC_TUNED = ok
+    return ok
+
+
 def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
@@ -251,6 +281,7 @@ def train(config: RunConfig, *, checkpoint_path: str | Path | None = None, progr
 
     device = device or pick_device()
     progress = progress_default() if progress is None else progress
+    tune_malloc()
     seed_everything(config.seed)
     data = data or load_run_data(config.data)
     cls = get_method(config.method)
