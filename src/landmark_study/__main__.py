@@ -57,6 +57,7 @@ def main(argv: list[str] | None = None) -> int:
 
     p = sub.add_parser("book", help="execute all chapters and build the book")
     p.add_argument("--profile", default="full", choices=("quick", "full", "paper"))
+    p.add_argument("--chapters", nargs="+", help="only these chapters (default: every chapter in _toc.yml)")
 
     p = sub.add_parser("params", help="params files")
     p.add_argument("action", choices=("check",))
@@ -110,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
             from .book import ChapterFailed, build
 
             try:
-                build(args.profile)
+                build(args.profile, args.chapters)
             except ChapterFailed as e:
                 print(str(e), file=sys.stderr)
                 return 1

@@ -160,7 +160,11 @@ def write_status(statuses: list[ChapterStatus], path: Path) -> None:
 
 def build(profile: str = "full", chapters: list[str] | None = None) -> Path:
     """Execute every chapter and build the HTML book into ``_build/html``."""
-    chapters = chapters or chapters_in_toc()
+    known = chapters_in_toc()
+    unknown = [c for c in chapters or [] if c not in known]
+    if unknown:
+        raise ChapterFailed(f"unknown chapter {unknown[0]!r}; chapters in _toc.yml: {', '.join(known)}")
+    chapters = chapters or known
     src = BUILD_DIR / "executed"
     if src.exists():
         shutil.rmtree(src)
@@ -173,8 +177,11 @@ def build(profile: str = "full", chapters: list[str] | None = None) -> Path:
         statuses.append(st)
         if not st.ok:
             raise ChapterFailed(st.message)
-    for f in ("_config.yml", "_toc.yml"):
-        shutil.copy(REPO_ROOT / f, src / f)
+    shutil.copy(REPO_ROOT / "_config.yml", src / "_config.yml")
+    toc = yaml.safe_load((REPO_ROOT / "_toc.yml").read_text())
+    skipped = set(known) - set(chapters)
+    toc["chapters"] = [e for e in toc.get("chapters", []) if Path(e.get("file", "")).name not in skipped]
+    (src / "_toc.yml").write_text(yaml.safe_dump(toc, sort_keys=False))
     for f in BOOK_DIR.glob("*.md"):
         shutil.copy(f, src / "book" / f.name)
     write_status(statuses, src / "book" / "status.md")

@@ -11,7 +11,7 @@ from __future__ import annotations
 from importlib import import_module
 from typing import Any, Callable
 
-_CHAPTER_MODULES = ("datasets", "scorecard", "sc_ti_te", "clustering", "self_training", "seq_mt", "collapse",)
+_CHAPTER_MODULES = ("datasets", "scorecard", "sc_ti_te", "clustering", "self_training", "seq_mt", "collapse", "easy_hard",)
 _GRIDS: dict[str, Callable[[Any], list]] = {}
 _ARMS: dict[str, Callable[[Any], dict]] = {}
 
