@@ -219,3 +219,131 @@ def test_bad_arguments_raise():
     with pytest.raises(ValueError, match="start"):
         generate_figures(2, 0, start=-1)
     assert len(generate_figures(0, 0)) == 0
+
+
+# --- variety options (appearance and pose knobs beyond what augmentation synthesises) ---
+
+VARIETY = dict(patchwork_prob=0.5, pattern_prob=0.5, background_pattern_prob=0.5, lighting=0.4,
+               foreshorten=(0.5, 1.0), pose_freedom=1.0, proportion_jitter=0.25, outline_prob=0.3,
+               prop_prob=0.5, hat_prob=0.5)
+
+
+def test_variety_options_deterministic_and_prefix():
+    a = generate_figures(8, seed=21, **VARIETY)
+    b = generate_figures(8, seed=21, **VARIETY)
+    c = generate_figures(3, seed=21, start=5, **VARIETY)
+    for key in ("images", "keypoints", "visibility", "bbox", "labels"):
+        assert np.array_equal(getattr(a, key), getattr(b, key))
+        assert np.array_equal(getattr(a, key)[5:], getattr(c, key))
+    # the options change the images (and, through foreshortening, the joints) of the same seed
+    plain = generate_figures(8, seed=21)
+    assert not np.array_equal(a.images, plain.images) and not np.allclose(a.keypoints, plain.keypoints)
+
+
+def test_options_at_their_neutral_values_change_nothing():
+    neutral = dict(patchwork_prob=0.0, pattern_prob=0.0, background_pattern_prob=0.0, lighting=0.0,
+                   foreshorten=(1.0, 1.0), pose_freedom=0.0, proportion_jitter=0.12, outline_prob=0.0,
+                   prop_prob=0.0, hat_prob=0.0)
+    a, b = generate_figures(6, seed=4), generate_figures(6, seed=4, **neutral)
+    assert np.array_equal(a.images, b.images) and np.array_equal(a.keypoints, b.keypoints)
+
+
+def test_variety_keeps_labels_visibility_and_frame():
+    ds = generate_figures(80, seed=13, **{**VARIETY, "occluder_prob": 0.0, "truncation_prob": 0.0})
+    assert np.array_equal(classify_pose(ds.meta["angles"]), ds.labels)
+    assert (ds.visibility == 1).all()  # no occluders, no truncation: every joint visible and in the frame
+    assert (ds.keypoints >= -0.5).all() and (ds.keypoints <= 63.5).all()
+    # free poses: squat/stride shoulders go beyond the class's default range (-10..120 / -15..45 degrees),
+    # arms cross the body, elbows bend further than in the narrow ranges (at most 90 degrees)
+    free = np.isin(ds.labels, [CLASS_NAMES.index("squat"), CLASS_NAMES.index("stride")])
+    sh = ds.meta["angles"][free][:, :2]
+    assert (sh > 125).any() and (sh < -15).any()
+    assert (ds.meta["angles"][:, 2:4] > 100).any() and (ds.meta["angles"][:, :2] < -30).any()
+    tr = generate_figures(40, seed=4, **{**VARIETY, "truncation_prob": 1.0, "occluder_prob": 0.0})
+    outside = ((tr.keypoints < -0.5) | (tr.keypoints > 63.5)).any(axis=-1)
+    assert outside.any() and (tr.visibility[outside] == 0).all() and (tr.visibility[~outside] == 1).all()
+
+
+def test_foreshorten_scales_limb_segments():
+    clean = dict(CLEAN, person_height=(0.3, 0.3))  # small: no frame-size clamp
+    full = generate_figures(10, seed=3, **clean)
+    half = generate_figures(10, seed=3, foreshorten=(0.5, 0.5), **clean)
+
+    def seg(k, a, b):
+        return np.linalg.norm(k[:, a] - k[:, b], axis=-1)
+
+    torso_f, torso_h = seg(full.keypoints, 12, 2), seg(half.keypoints, 12, 2)
+    np.testing.assert_allclose(torso_f, torso_h, rtol=1e-3)  # the torso is not foreshortened
+    for a, b in ((0, 1), (1, 2), (6, 7), (7, 8), (3, 4), (4, 5), (9, 10), (10, 11)):  # shins, thighs, arms
+        np.testing.assert_allclose(seg(half.keypoints, a, b), 0.5 * seg(full.keypoints, a, b), rtol=1e-3)
+
+
+def test_keypoints_lie_on_the_drawn_figure_with_patterns():
+    # draw only the person on a black canvas: every joint pixel must be painted
+    rng = np.random.default_rng(0)
+    opts = {**F.DEFAULT_OPTIONS, **VARIETY}
+    for i in range(20):
+        r = np.random.default_rng([1, i])
+        ang = F._sample_pose(r, int(r.integers(0, 8)), 40.0, 1.0)
+        j = F._pose_to_joints(ang, F._proportions(r, 0.25), False, r.uniform(0.5, 1.0, (2, 4))) * 40 + 32
+        img = np.zeros((128, 128, 3), np.uint8)
+        colours = {k: np.full(3, 60.0 + 20 * n) for n, k in enumerate(("upper", "lower", "skin"))}
+        tex = {g: F.pattern_texture(rng, 128, colours[g], np.full(3, 200.0), 6.0) for g in ("upper", "lower")}
+        patch = {k: rng.uniform(40, 240, 3) for k in F._PATCH_KEYS}
+        props = {"r": ("stick", np.full(3, 90.0), 1.0, 0.3, 0.02), "l": ("bag", np.full(3, 70.0), 0.1, 0.1)}
+        F._draw_figure(r, img, j, 40.0, 0.85, colours, float(opts["limb_thickness"][0]), skirt=False,
+                       stripes=False, back=False, patch=patch if i % 2 else None, textures=tex,
+                       props=props if i % 3 else None, hat=(np.full(3, 50.0), 2.0, 1.4) if i % 4 else None)
+        p2 = np.clip(np.round(2 * j + 0.5).astype(int), 0, 127)
+        assert (img[p2[:, 1], p2[:, 0]].max(axis=1) > 0).all(), i
+
+
+def test_pattern_texture_two_colours():
+    rng = np.random.default_rng(2)
+    for _ in range(6):
+        t = F.pattern_texture(rng, 64, (10, 20, 30), (200, 100, 50), 8.0)
+        assert t.shape == (64, 64, 3) and t.dtype == np.uint8
+        colours = {tuple(c) for c in t.reshape(-1, 3)}
+        assert colours == {(10, 20, 30), (200, 100, 50)}
+
+
+def test_lighting_is_a_linear_gain():
+    base = dict(CLEAN, lighting=0.0)
+    a = generate_figures(4, seed=9, **base)
+    b = generate_figures(4, seed=9, **{**base, "lighting": 0.5})
+    yy, xx = np.mgrid[0:64, 0:64]
+    for i in range(4):
+        x, y = a.images[i].astype(float).mean(axis=2), b.images[i].astype(float).mean(axis=2)
+        ok = (x > 40) & (x < 200) & (y < 250)
+        ratio = y[ok] / x[ok]
+        design = np.stack([np.ones(ok.sum()), xx[ok] - 32, yy[ok] - 32], axis=1)
+        coef, *_ = np.linalg.lstsq(design, ratio, rcond=None)
+        assert abs(coef[0] - 1) < 0.03 and np.hypot(coef[1], coef[2]) <= 0.5 * 2 / 64 + 2e-3
+        assert np.abs(design @ coef - ratio).mean() < 0.03  # a plane, up to uint8 rounding
+
+
+def test_variety_options_validated():
+    with pytest.raises(ValueError, match="foreshorten"):
+        generate_figures(2, 0, foreshorten=(0.1, 1.0))
+    with pytest.raises(ValueError, match="pattern_prob"):
+        generate_figures(2, 0, pattern_prob=2.0)
+    with pytest.raises(ValueError, match="lighting"):
+        generate_figures(2, 0, lighting=1.5)
+    with pytest.raises(ValueError, match="outline_prob"):
+        generate_figures(2, 0, outline_prob=-0.1)
+    with pytest.raises(ValueError, match="proportion_jitter"):
+        generate_figures(2, 0, proportion_jitter=0.9)
+
+
+def test_outline_figures_keep_joints_and_change_only_the_person():
+    # line art draws the same person (same joints and labels) with its interior left as background
+    a = generate_figures(12, seed=5, **CLEAN)
+    b = generate_figures(12, seed=5, **{**CLEAN, "outline_prob": 1.0})
+    np.testing.assert_array_equal(a.keypoints, b.keypoints)
+    np.testing.assert_array_equal(a.labels, b.labels)
+    assert (b.visibility == 1).all()
+    diff = np.abs(a.images.astype(int) - b.images.astype(int)).max(axis=-1) > 0
+    p = np.rint(a.keypoints).astype(int)
+    n = np.arange(12)[:, None]
+    assert diff[n, p[..., 1], p[..., 0]].mean() > 0.8  # the joints were on the (filled) person
+    assert diff.mean() < 0.35  # the background is untouched
