@@ -244,7 +244,8 @@ def evaluate(method, ds: ArrayDataset, device: torch.device) -> dict[str, Any]:
 def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
     """Atomic: write a temp file beside ``path``, then rename. On failure (disk
     full, ...) the previous checkpoint is left intact and CheckpointError raised."""
-    tmp = path.with_name(path.name + ".tmp")
+    # unique per process: two sweep workers may train the same teacher run at once
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
     try:
         torch.save(state, tmp)
         os.replace(tmp, path)

@@ -149,4 +149,31 @@ def test_checkpoint_failure_keeps_previous(tmp_path, monkeypatch):
     with pytest.raises(CheckpointError, match="No space left on device.*previous checkpoint is intact"):
         train(cfg, checkpoint_path=ckpt, progress=False)
     assert ckpt.read_bytes() == before
-    assert not (tmp_path / "run.pt.tmp").exists()
+    assert not list(tmp_path.glob("run.pt*.tmp"))
+
+
+def test_two_processes_checkpointing_the_same_run_do_not_collide(tmp_path):
+    """Two sweep workers can train the same (teacher) run at once: their temporary
+    checkpoint files must not share a name, or one os.replace fails mid-run."""
+    import multiprocessing as mp
+
+    ctx = mp.get_context("spawn")
+    ckpt = tmp_path / "shared.pt"
+    procs = [ctx.Process(target=_save_many, args=(str(ckpt), i)) for i in range(2)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(120)
+    assert [p.exitcode for p in procs] == [0, 0]
+    assert ckpt.exists() and not list(tmp_path.glob("*.tmp"))
+
+
+def _save_many(path: str, who: int) -> None:
+    from pathlib import Path
+
+    import torch
+
+    from landmark_study.train import save_checkpoint
+
+    for i in range(200):
+        save_checkpoint(Path(path), {"who": who, "i": i, "x": torch.zeros(1000)})
