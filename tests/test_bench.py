@@ -25,3 +25,9 @@ def test_tables_markdown_lists_every_section():
     md = "\n".join(bench.tables_markdown(res))
     for title in ("Training loop", "Data generation", "faiss vs scikit-learn", "points-per-centroid"):
         assert title in md
+
+
+def test_modified_kmeans_bench_keeps_at_most_one_point_per_image_and_cluster():
+    r = bench.modified_kmeans(n=2000, d=8, k=10, m=10, per_image=20)
+    assert r["n"] == 2000 and r["seconds"] > 0
+    assert 0 < r["kept_points"] <= (2000 // 20) * 10  # one per (image, cluster) at most

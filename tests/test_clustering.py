@@ -154,3 +154,16 @@ def test_flip_permutation_rejects_one_sided_votes():
     assert C.flip_permutation(labels, mirrored, 4).tolist() == [0, 1, 3, 2]
     with pytest.raises(ValueError, match="involution"):
         C.flip_pairs(np.array([1, 2, 0]))
+
+
+def test_kmeans_plus_plus_picks_distinct_rows_one_per_separated_blob():
+    from landmark_study.clustering import kmeans_plus_plus
+
+    rng = np.random.default_rng(0)
+    centres = np.array([[0, 0], [100, 0], [0, 100], [100, 100]], np.float32)
+    x = (centres[rng.integers(0, 4, 400)] + rng.normal(size=(400, 2))).astype(np.float32)
+    c = kmeans_plus_plus(x, 4, seed=3)
+    assert all(any(np.array_equal(ci, xi) for xi in x) for ci in c)  # rows of x
+    nearest = np.argmin(((c[:, None] - centres[None]) ** 2).sum(-1), axis=1)
+    assert sorted(nearest) == [0, 1, 2, 3]  # far blobs are picked with probability ~1
+    assert np.array_equal(c, kmeans_plus_plus(x, 4, seed=3))  # deterministic

@@ -108,7 +108,7 @@ class ClusteringCorrespondence(Method):
     name = "clustering_correspondence"
     # 2: detector bias prior, relative detection threshold, rounds mix same-image and
     #    cross-image pairs, same-image negatives topped up with random pixels
-    version = "2"
+    version = "3"  # 3: float32 k-means++ seeding (same rule, faster)
     loss_names = ("detector", "descriptor")
     default_weights = {"detector": 1.0, "descriptor": 10.0}  # the authors' weights
 
@@ -558,7 +558,7 @@ class ClusteringLandmarks(HeatmapMethod):
     """Stage 2: K-channel heatmap detector on the stage-1 landmark pseudo-labels."""
 
     name = "clustering_landmarks"
-    version = "2"  # 2: stage-1 teacher v2
+    version = "3"  # 2: stage-1 teacher v2; 3: k-means++ seeding in float32
     loss_names = ("heatmap",)
     default_weights = {"heatmap": 1.0}
 
