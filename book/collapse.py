@@ -104,10 +104,9 @@ print(f"profile={P.profile} seeds={list(P.seeds)} steps={P.steps} labels={P.num_
 # the steps are a burn-in, when a fresh network's responses are meaningless).
 # `collapsed at` is the first evaluation where that held (the run's length when it never did).
 #
-# The arms the claims compare run three seeds; the other variants (a smaller
-# lambda, hard-hard, hard-easy, easy-hard without stop-gradient and the failed
-# attempts) run one seed in the full profile to fit the CPU budget: their panels
-# show single runs, and no claim rests on them.
+# In the full profile every variant runs three seeds (`figure_seeds` in the
+# parameters sets how many the variants outside `claim_arms` get; the quick
+# profile runs one), and every claim rests on three seeds.
 
 # %%
 configs = chapter_grid("collapse", P)
