@@ -79,6 +79,8 @@ model = "unet_small"
 width = 8
 heatmap_stride = 2
 sigma = 1.5
+claim_arms = ["supervised", "naive", "supervised_many", "naive_many", "easy_easy", "easy_hard"]
+pairs = ["easy_easy", "hard_hard", "hard_easy", "easy_hard"]
 
 # %% tags=["remove-cell"]
 P = notebook_params("collapse", globals(), _before)

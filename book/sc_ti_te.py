@@ -64,6 +64,17 @@ n_val = 100
 eval_size = 100
 repr_images = 50
 ti_weight = 0.01
+batch_size = 8
+unlabeled_batch_size = 8
+lr = 0.001
+evals = 4
+size = 64
+model = "hrnet_small"
+width = 16
+heatmap_stride = 2
+sigma = 1.5
+fused_channels = 16
+dataset = "figures"
 
 # %% tags=["remove-cell"]
 P = notebook_params("sc_ti_te", globals(), _before)
