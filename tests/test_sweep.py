@@ -43,3 +43,24 @@ def test_sequential_grid_dedupes_and_reports_failures(tmp_path, monkeypatch):
     assert rep.ran == [run_key(configs[0])]  # the duplicate is trained once
     assert list(rep.failed) == [run_key(configs[2])] and "inf" in rep.failed[run_key(configs[2])]
     assert len(rep.results) == 2  # the failed run is not served as a result
+
+
+def test_sweep_record_round_trip_and_status_cell(tmp_path):
+    from landmark_study.book import _sweep_cell
+    from landmark_study.sweep import SweepReport, record_sweep, sweep_records
+
+    store = ResultsStore(tmp_path / "store")
+    rep = SweepReport(results=[], cached=["a", "b"], ran=["c"], failed={"d": "boom"})
+    rec = record_sweep(store, chapter="ch", profile="full", params_file="params/ch/full.yaml", report=rep,
+                       wall_s=123.4, workers=2)
+    assert (rec["trained"], rec["cached"], rec["failed"], rec["runs"]) == (1, 2, 1, 1)
+    with open(store.root / "sweeps.jsonl", "a") as f:
+        f.write("{not json\n")  # a torn line (killed while writing) is skipped, not fatal
+    record_sweep(store, chapter="ch", profile="full", params_file="x", report=SweepReport(results=[]),
+                 wall_s=1.0, workers=1)
+    recs = sweep_records(store.root)
+    assert [r["wall_s"] for r in recs] == [123.4, 1.0]
+    assert list(store.root.glob("*.json")) == []  # the log is not mistaken for a stored run
+    assert _sweep_cell(recs[0]).startswith("2.1 min, 1 trained (2 cached), 2 workers")
+    assert _sweep_cell(None) == "–"
+    assert sweep_records(tmp_path / "nowhere") == []

@@ -122,8 +122,18 @@ def training_cost(chapter: str, profile: str = "full") -> dict[str, object]:
     found = [r for r in (store.get(run_key(c)) for c in grid) if r is not None]
     wall = sum(float(r.provenance.get("wall_time_s") or 0.0) for r in found)
     rss = [float(r.provenance["peak_rss_mb"]) for r in found if r.provenance.get("peak_rss_mb")]
+    from .sweep import sweep_records
+
+    sweeps = [r for r in sweep_records(store.root) if r.get("chapter") == chapter and r.get("trained")]
     return {"runs": len(grid), "stored": len(found), "seeds": len(params.seeds), "train_s": wall,
-            "peak_rss_mb": max(rss) if rss else None}
+            "peak_rss_mb": max(rss) if rss else None, "last_sweep": sweeps[-1] if sweeps else None}
+
+
+def _sweep_cell(rec: dict | None) -> str:
+    if not rec:
+        return "–"
+    return (f"{rec['wall_s'] / 60:.1f} min, {rec['trained']} trained ({rec['cached']} cached), "
+            f"{rec['workers']} workers, {rec['finished'][:10]}")
 
 
 def _bench_markdown() -> list[str]:
@@ -140,16 +150,20 @@ def write_status(statuses: list[ChapterStatus], path: Path) -> None:
     lines = ["# Status", "",
              "How each chapter of this build was executed (papermill, before the book was rendered), and",
              "what its full profile cost to train: the sum of the stored runs' wall times (runs of a sweep",
-             "overlap when it uses several workers), and the largest peak resident memory a run recorded.", "",
+             "overlap when it uses several workers), the wall time of the last full-profile sweep that",
+             "trained runs (as `sweep` recorded it; a resumed sweep counts only its own part), and the",
+             "largest peak resident memory a run recorded.", "",
              "| chapter | profile | execution time | result | full-profile runs stored | seeds | "
-             "full-profile training | peak memory |", "|---|---|---|---|---|---|---|---|"]
+             "full-profile training | last full sweep (wall time) | peak memory |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for s in statuses:
         c = training_cost(s.name, "full")
         runs = f"{c['stored']}/{c['runs']}" if c else "–"
         train = f"{c['train_s'] / 60:.1f} min" if c and c["runs"] else "–"
         rss = f"{c['peak_rss_mb']:.0f} MiB" if c and c.get("peak_rss_mb") else "–"
         lines.append(f"| [{s.name}]({s.name}.ipynb) | {s.profile} | {s.seconds:.1f} s | "
-                     f"{'ok' if s.ok else 'FAILED'} | {runs} | {c.get('seeds', '–') if c else '–'} | {train} | {rss} |")
+                     f"{'ok' if s.ok else 'FAILED'} | {runs} | {c.get('seeds', '–') if c else '–'} | {train} | "
+                     f"{_sweep_cell(c.get('last_sweep') if c else None)} | {rss} |")
     lines += ["", "## Environment", "", "| | |", "|---|---|"]
     lines += [f"| {k} | {v} |" for k, v in _environment().items()]
     lines += ["", "## Benchmarks", "", *_bench_markdown()]

@@ -10,6 +10,7 @@ skipped, so a sweep that was killed resumes where it stopped.
 from __future__ import annotations
 
 import os
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
@@ -115,4 +116,46 @@ def sweep_params_file(path: str | Path, *, workers: int | None = None, scheduler
     configs = chapter_grid(chapter, params)
     store = ResultsStore(store_root) if store_root else (
         ResultsStore(params.store) if params.store else default_store(params.profile))
-    return run_grid(configs, store, workers=workers or params.workers, scheduler=scheduler)
+    n_workers = workers or params.workers
+    t0 = time.time()
+    report = run_grid(configs, store, workers=n_workers, scheduler=scheduler)
+    record_sweep(store, chapter=chapter, profile=params.profile, params_file=str(path), report=report,
+                 wall_s=time.time() - t0, workers=n_workers, scheduler=scheduler)
+    return report
+
+
+SWEEP_LOG = "sweeps.jsonl"  # not *.json: the store lists runs by that suffix
+
+
+def record_sweep(store: ResultsStore, *, chapter: str, profile: str, params_file: str, report: SweepReport,
+                 wall_s: float, workers: int, scheduler: str | None = None) -> dict[str, Any]:
+    """Append one line about a finished sweep to ``<store>/sweeps.jsonl`` (wall time as measured,
+    how many runs were trained, cached or failed, on what machine) for the status page."""
+    import json
+    import platform
+
+    rec = {"chapter": chapter, "profile": profile, "params_file": params_file, "runs": len(report.results)
+           + len(report.failed), "trained": len(report.ran), "cached": len(report.cached),
+           "failed": len(report.failed), "wall_s": round(float(wall_s), 1), "workers": int(workers),
+           "scheduler": scheduler, "cpu_cores": os.cpu_count(), "machine": platform.machine(),
+           "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    store.root.mkdir(parents=True, exist_ok=True)
+    with open(store.root / SWEEP_LOG, "a") as f:
+        f.write(json.dumps(rec) + "\n")
+    return rec
+
+
+def sweep_records(store_root: str | Path) -> list[dict[str, Any]]:
+    """Every record of :func:`record_sweep` in a store, oldest first (unreadable lines skipped)."""
+    import json
+
+    p = Path(store_root) / SWEEP_LOG
+    if not p.exists():
+        return []
+    out = []
+    for line in p.read_text().splitlines():
+        try:
+            out.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue
+    return out
