@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+
+import pytest
+
 from landmark_study import bench
 
 
@@ -31,3 +35,39 @@ def test_modified_kmeans_bench_keeps_at_most_one_point_per_image_and_cluster():
     r = bench.modified_kmeans(n=2000, d=8, k=10, m=10, per_image=20)
     assert r["n"] == 2000 and r["seconds"] > 0
     assert 0 < r["kept_points"] <= (2000 // 20) * 10  # one per (image, cluster) at most
+
+
+@pytest.mark.slow
+def test_chapters_quick_times_each_notebook_in_its_own_empty_store(tmp_path, monkeypatch):
+    import nbformat
+
+    from landmark_study import book, config
+
+    (tmp_path / "book").mkdir()
+    for name in ("a", "b"):
+        (tmp_path / "params" / name).mkdir(parents=True)
+        (tmp_path / "params" / name / "quick.yaml").write_text("steps: 1\n")
+        nb = nbformat.v4.new_notebook()
+        # each notebook records the store it was given and fails if that store is not empty
+        nb.cells = [nbformat.v4.new_code_cell("steps = 0", metadata={"tags": ["parameters"]}),
+                    nbformat.v4.new_code_cell(
+                        "import os, pathlib\n"
+                        "s = pathlib.Path(os.environ['LANDMARK_STUDY_QUICK_STORE'])\n"
+                        "assert not s.exists() or not any(s.iterdir())\n"
+                        "s.mkdir(parents=True, exist_ok=True); (s / 'run.json').write_text('{}')\n"
+                        f"open({str(tmp_path / 'seen.txt')!r}, 'a').write(str(s) + '\\n')")]
+        nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+        nbformat.write(nb, tmp_path / "book" / f"{name}.ipynb")
+    monkeypatch.setattr(book, "BOOK_DIR", tmp_path / "book")
+    monkeypatch.setattr(book, "PARAMS_DIR", tmp_path / "params")
+    monkeypatch.setattr(config, "load_chapter_params", lambda *a, **k: None)
+    monkeypatch.setenv("LANDMARK_STUDY_QUICK_STORE", "/keep/me")
+    res = bench.chapters_quick(["a", "b"])
+    assert [r["chapter"] for r in res["chapters_quick"]] == ["a", "b"]
+    assert all(r["ok"] and r["seconds"] > 0 for r in res["chapters_quick"])
+    assert res["quick_book_minutes"] == pytest.approx(sum(r["seconds"] for r in res["chapters_quick"]) / 60, abs=0.01)
+    seen = (tmp_path / "seen.txt").read_text().split()
+    assert len(set(seen)) == 2  # a fresh store per chapter
+    assert os.environ["LANDMARK_STUDY_QUICK_STORE"] == "/keep/me"  # the caller's setting is restored
+    lines = bench.budget_lines({"quick_book_minutes": res["quick_book_minutes"]})
+    assert lines == [f"- `quick_book_minutes` = {res['quick_book_minutes']} (budget < 15.0): met"]

@@ -7,7 +7,7 @@ Commands
   book [--profile full]                                 execute every chapter and build the HTML book
   params check FILE [FILE ...]                          validate params files
   data fetch NAME [--from URL|PATH]                     download/verify/extract a real dataset
-  bench [--json] [--quick]                              performance figures
+  bench [--json] [--quick] [--save] [--chapters]       performance figures
   claims [--chapter NAME] [--profile P] [--format table|csv|json]   paper-vs-ours verdicts
 """
 
@@ -71,6 +71,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--json", action="store_true")
     p.add_argument("--quick", action="store_true", help="smaller sizes (for a smoke test)")
     p.add_argument("--save", action="store_true", help="also write book/results/bench.json (the status page shows it)")
+    p.add_argument("--chapters", action="store_true",
+                   help="only time every chapter notebook at its quick profile (papermill, empty store)")
 
     p = sub.add_parser("claims", help="paper-vs-ours verdicts from the results store")
     p.add_argument("--chapter")
@@ -140,7 +142,7 @@ def main(argv: list[str] | None = None) -> int:
         elif args.cmd == "bench":
             from .bench import main as bench_main
 
-            return bench_main(as_json=args.json, quick=args.quick, save=args.save)
+            return bench_main(as_json=args.json, quick=args.quick, save=args.save, chapters=args.chapters)
     except ConfigError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

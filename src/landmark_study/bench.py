@@ -18,6 +18,7 @@ import resource
 import subprocess
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -167,7 +168,34 @@ def run_all(quick: bool = False) -> dict[str, Any]:
     return res
 
 
-BUDGETS = {"loop_overhead": ("<", 0.10), "data_to_train_ratio": (">=", 5.0), "faiss_speedup_1m": (">=", 10.0)}
+def chapters_quick(chapters: list[str] | None = None) -> dict[str, Any]:
+    """Wall time of each chapter notebook executed by papermill at its quick profile (what CI's
+    nbval runs), each in a fresh, empty quick-profile results store, so every run is trained."""
+    import tempfile
+
+    from .book import chapters_in_toc, execute_chapter
+
+    rows = []
+    names = chapters or chapters_in_toc()
+    with tempfile.TemporaryDirectory(prefix="bench-quick-") as tmp:
+        old = os.environ.get("LANDMARK_STUDY_QUICK_STORE")
+        try:
+            for ch in names:
+                os.environ["LANDMARK_STUDY_QUICK_STORE"] = str(Path(tmp) / ch / "store")
+                st = execute_chapter(ch, "quick", Path(tmp) / ch)
+                rows.append({"chapter": ch, "seconds": round(st.seconds, 1), "ok": st.ok})
+                print(f"[bench] {ch} quick: {'ok' if st.ok else 'FAILED'} in {st.seconds:.1f} s", file=sys.stderr,
+                      flush=True)
+        finally:
+            if old is None:
+                os.environ.pop("LANDMARK_STUDY_QUICK_STORE", None)
+            else:
+                os.environ["LANDMARK_STUDY_QUICK_STORE"] = old
+    return {"chapters_quick": rows, "quick_book_minutes": round(sum(r["seconds"] for r in rows) / 60.0, 2)}
+
+
+BUDGETS = {"loop_overhead": ("<", 0.10), "data_to_train_ratio": (">=", 5.0), "faiss_speedup_1m": (">=", 10.0),
+           "quick_book_minutes": ("<", 15.0)}
 
 
 def budget_lines(res: dict[str, Any]) -> list[str]:
@@ -189,7 +217,8 @@ def tables_markdown(res: dict[str, Any]) -> list[str]:
     for title, key in (("Training loop vs bare PyTorch loop", "loop"), ("Data generation vs consumption", "data"),
                        ("K-means: faiss vs scikit-learn, equal iterations", "clustering"),
                        ("faiss points-per-centroid cap", "clustering_cap"),
-                       ("The papers' modified K-means (faiss, k-means++ seeding)", "modified_kmeans")):
+                       ("The papers' modified K-means (faiss, k-means++ seeding)", "modified_kmeans"),
+                       ("Chapter notebooks at the quick profile (papermill, empty store)", "chapters_quick")):
         rows = res.get(key) or []
         if rows:
             keys = list(rows[0])
@@ -216,17 +245,25 @@ def _machine() -> dict[str, Any]:
             "cuda": torch.cuda.is_available(), "time": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
 
 
-def main(as_json: bool = False, quick: bool = False, save: bool = False) -> int:
-    res = run_all(quick=quick)
-    res["machine"] = _machine()
+def main(as_json: bool = False, quick: bool = False, save: bool = False, chapters: bool = False) -> int:
+    """``chapters``: time only the chapter notebooks (merged into an existing bench.json on save)."""
+    res = chapters_quick() if chapters else run_all(quick=quick)
+    res["machine" if not chapters else "chapters_machine"] = _machine()
     if save:
         from .paths import REPO_ROOT
 
         p = REPO_ROOT / "book" / "results" / "bench.json"
-        p.write_text(json.dumps(res, indent=1) + "\n")
+        merged = json.loads(p.read_text()) if p.exists() else {}
+        merged.update(res)
+        p.write_text(json.dumps(merged, indent=1) + "\n")
         print(f"saved {p}", file=sys.stderr)
     if as_json:
         print(json.dumps(res, indent=1))
+        return 0
+    if chapters:
+        print("# Chapter notebooks at the quick profile (budget: < 15 minutes in all)")
+        print(_table(res["chapters_quick"]))
+        print(f"\ntotal: {res['quick_book_minutes']} min")
         return 0
     print("# Training loop vs bare PyTorch loop (identical per-step work; budget: overhead < 10%)")
     print(_table(res["loop"]))
