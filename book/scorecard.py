@@ -18,7 +18,8 @@
 # them. Nothing here is typed in by hand except the papers' own numbers (kept
 # with table and page in `params/claims/<chapter>.yaml`): every verdict is
 # computed now, from the runs the chapters stored, by the rule written beside
-# it. A claim whose runs are missing shows as *not run*; one whose runs were
+# it. A claim whose runs are missing shows as *not run*; one whose runs exist but give no
+# number (e.g. a detector that detected nothing has no precision) as *undefined*; one whose runs were
 # made by an older version of the method shows as *stale*, never as a verdict.
 #
 # How to read a verdict. Our numbers are means over seeds with their spread, on
@@ -58,6 +59,7 @@ c = claims.counts(table)
 display(Markdown(
     f"Profile **{P.profile}**: {c['claims']} claims; {c['tested']} tested "
     f"({c['reproduced']} reproduced, {c['not reproduced']} not reproduced, {c['inconclusive']} inconclusive); "
+    f"{c['undefined']} undefined (runs exist, the metric does not, e.g. no detections); "
     f"{c['not run']} not run, {c['stale']} stale."))
 
 # %% [markdown]

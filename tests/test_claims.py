@@ -191,3 +191,27 @@ def test_unknown_arm_is_an_error(toy_chapter, tmp_path):
         claims.evaluate_claims(bad, None, ResultsStore(tmp_path / "s"))
     (row,) = claims.evaluate_claims(bad, None, ResultsStore(tmp_path / "s"), strict=False)
     assert row["verdict"] == "not run" and "'fewer' is not part of" in row["detail"]
+
+
+def test_runs_without_a_finite_metric_give_undefined_not_not_run(toy_chapter, tmp_path, monkeypatch):
+    """E.g. the precision of a detector that detected nothing: the runs exist, the number does not."""
+    import pandas as pd
+
+    from landmark_study.chapters import chapter_arms
+    from landmark_study.runs import ResultsStore, run
+
+    store = ResultsStore(tmp_path / "store")
+    for cfgs in chapter_arms("toy", None).values():
+        for c in cfgs:
+            run(c, store, progress=False)
+    real = claims.metric_value
+
+    def nan_for_seed_1(result, metric):
+        return math.nan if result.config["seed"] == 1 else real(result, metric)
+
+    monkeypatch.setattr(claims, "metric_value", nan_for_seed_1)
+    (row,) = claims.evaluate_claims(toy_chapter, None, store)
+    assert row["verdict"] == "undefined"
+    assert "in 1 of 3 run(s)" in row["detail"]
+    assert claims.counts(pd.DataFrame([row]))["tested"] == 0
+    assert "⚠️ undefined" in claims.markdown_table(pd.DataFrame([row]))

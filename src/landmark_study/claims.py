@@ -14,7 +14,9 @@ Verdicts come only from stored runs:
 - ``within``: the interval of mean(a) inside ``[value - tol, value + tol]`` ->
   reproduced; entirely outside -> not reproduced.
 
-Fewer than :data:`MIN_SEEDS` seeds in an arm gives *inconclusive*. An arm whose
+Fewer than :data:`MIN_SEEDS` seeds in an arm gives *inconclusive*. Runs that exist
+but lack the metric or give it as NaN (e.g. the precision of a detector that
+detected nothing) give *undefined*, with how many runs. An arm whose
 runs are absent is *not run*; one whose runs exist only under another method
 or data-generator version (the method or the data changed since the run) is *stale*.
 """
@@ -35,7 +37,7 @@ MIN_SEEDS = 3
 N_BOOT = 10_000
 AGGREGATES = ("last", "min", "max", "first", "mean", "drop")
 RULES = ("greater", "less", "above", "below", "within")
-VERDICTS = ("reproduced", "not reproduced", "inconclusive", "not run", "stale")
+VERDICTS = ("reproduced", "not reproduced", "inconclusive", "undefined", "not run", "stale")
 COLUMNS = ["chapter", "claim_id", "claim", "paper_value", "ours_mean", "ours_spread", "seeds", "profile",
            "verdict"]
 
@@ -317,8 +319,12 @@ def evaluate_claims(cf: ClaimsFile, params, store, strict: bool | None = None) -
             vals = {a: np.array([metric_value(r, c.metric) for r in v["results"]]) for a, v in looked.items()}
             bad = [a for a, x in vals.items() if len(x) == 0 or not np.all(np.isfinite(x))]
             if bad:
-                row["verdict"] = "not run"
-                row["detail"] = f"{bad[0]}: metric {c.metric} absent or not finite in its runs"
+                # the runs exist, but the number is undefined in some (e.g. precision of a detector
+                # that detected nothing): that is an outcome to report, not a missing run
+                row["verdict"] = "undefined"
+                row["detail"] = "; ".join(
+                    f"{a}: {c.metric} absent or not finite in {int((~np.isfinite(vals[a])).sum())} of "
+                    f"{len(vals[a])} run(s)" for a in bad)
             else:
                 d = decide(c.rule, vals[c.rule.a], vals.get(c.rule.b) if c.rule.b else None)
                 row.update({k: d[k] for k in ("ours_mean", "ours_spread", "seeds", "verdict")})
@@ -389,7 +395,8 @@ def format_table(df, fmt: str = "table") -> str:
 
 
 VERDICT_MARK = {"reproduced": "✅ reproduced", "not reproduced": "❌ not reproduced",
-                "inconclusive": "❔ inconclusive", "not run": "⏳ not run", "stale": "♻️ stale"}
+                "inconclusive": "❔ inconclusive", "undefined": "⚠️ undefined", "not run": "⏳ not run",
+                "stale": "♻️ stale"}
 
 
 def _fmt(v: Any, digits: int = 3) -> str:
@@ -408,7 +415,7 @@ def markdown_table(df, link: bool = True) -> str:
              "|---|---|---|---|---|---|"]
     for r in df.itertuples(index=False):
         ch = f"[{r.chapter}]({r.chapter}.ipynb)" if link else r.chapter
-        if r.verdict in ("not run", "stale"):
+        if r.verdict in ("not run", "stale", "undefined"):
             ours = _cell(r.detail)
         else:
             ours = f"{_fmt(r.ours_mean)} ± {_fmt(r.ours_spread, 2)} ({r.profile}, {r.seeds} seeds); {_cell(r.detail)}"
