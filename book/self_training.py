@@ -76,6 +76,7 @@ ablations = ["large_lr"]
 ablation_rounds = 1
 real_fractions = [0.5]
 noise_rounds = 1
+noise_threshold = None
 detectors = ["gftt", "magicpoint"]
 detector_rounds = 1
 magicpoint_steps = 10
@@ -200,6 +201,12 @@ if len(df):
 #
 # Round 1 is trained on as many points per image as it has visible landmarks, of which
 # a share are real (moved by N(0, 1 px²)) and the rest uniform over the image.
+
+# %%
+_t_noise = P.threshold if P.noise_threshold is None else P.noise_threshold
+display(Markdown(f"Detection threshold of this study: t = {_t_noise:g}"
+                 + ("" if _t_noise == P.threshold else f" (the recipe's is {P.threshold:g}; see the comment in "
+                    f"`params/self_training/{P.profile}.yaml` for why)") + "."))
 
 # %%
 noise = df[df.chain.str.startswith("real")].copy() if len(df) else df

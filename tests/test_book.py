@@ -81,3 +81,31 @@ def test_failing_chapter_is_reported_with_name_and_cell(tmp_path, monkeypatch):
     assert not st.ok
     assert "chapter 'boom' (quick) failed" in st.message
     assert "raise RuntimeError" in st.message and "deliberate failure at step 1" in st.message
+
+
+@pytest.mark.parametrize("name", CHAPTERS)
+def test_every_quick_key_is_set_by_the_other_profiles(name):
+    """`papermill book/<ch>.ipynb out.ipynb -f params/<ch>/full.yaml` overrides only the keys the file
+    names; a key only quick.yaml sets would keep its quick value in a full-profile run."""
+    quick = yaml.safe_load((ROOT / "params" / name / "quick.yaml").read_text())
+    for profile in ("full", "paper"):
+        other = yaml.safe_load((ROOT / "params" / name / f"{profile}.yaml").read_text())
+        missing = sorted(set(quick) - set(other))
+        assert not missing, f"params/{name}/{profile}.yaml does not set {missing} (quick.yaml does)"
+
+
+def test_execution_fills_every_parameters_cell_name_with_the_profile_or_default(tmp_path):
+    import nbformat
+
+    from landmark_study import book
+    from landmark_study.config import load_chapter_params
+
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell("profile = 'quick'\nsteps = 10\nrounds = 2\n_private = 1",
+                                          metadata={"tags": ["parameters"]})]
+    nbformat.write(nb, tmp_path / "x.ipynb")
+    assert book.parameter_names(tmp_path / "x.ipynb") == ["profile", "steps", "rounds", "_private"]
+    p = load_chapter_params("self_training", {"profile": "full", "steps": 7})
+    out = book.complete_parameters({"profile": "full", "steps": 7}, p, ["profile", "steps", "rounds", "nope"])
+    assert out == {"profile": "full", "steps": 7, "rounds": p.rounds}  # default, not the cell's quick value
+    assert book.complete_parameters({"a": 1}, None, ["b"]) == {"a": 1}

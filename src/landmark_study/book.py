@@ -66,6 +66,33 @@ def params_file(chapter: str, profile: str) -> Path:
     return p
 
 
+def parameter_names(notebook: Path) -> list[str]:
+    """Names assigned in a notebook's ``parameters``-tagged cell (its quick-profile defaults)."""
+    import re
+
+    raw = json.loads(Path(notebook).read_text())
+    for cell in raw.get("cells", []):
+        if "parameters" in cell.get("metadata", {}).get("tags", []):
+            return re.findall(r"^([A-Za-z_]\w*)\s*=", "".join(cell["source"]), re.M)
+    return []
+
+
+def complete_parameters(values: dict, validated, names: list[str]) -> dict:
+    """The parameters to inject: the profile's values, plus, for every other name the notebook's
+    parameters cell sets, the dataclass default. Without this a key set only in quick.yaml keeps its
+    quick value in a full-profile execution, and the notebook asks for runs the sweep never made."""
+    from .config import to_dict
+
+    out = dict(values)
+    if validated is None:
+        return out
+    full = to_dict(validated)
+    for n in names:
+        if n not in out and n in full:
+            out[n] = full[n]
+    return out
+
+
 def execute_chapter(chapter: str, profile: str = "full", out_dir: Path | None = None,
                     log_output: bool = False) -> ChapterStatus:
     """Run ``book/<chapter>.ipynb`` with ``params/<chapter>/<profile>.yaml``."""
@@ -75,11 +102,12 @@ def execute_chapter(chapter: str, profile: str = "full", out_dir: Path | None = 
     from .config import load_chapter_params
 
     pfile = params_file(chapter, profile)
-    load_chapter_params(chapter, pfile)  # fail before any compute
+    validated = load_chapter_params(chapter, pfile)  # fail before any compute
     params = yaml.safe_load(pfile.read_text()) or {}
+    src = BOOK_DIR / f"{chapter}.ipynb"
+    params = complete_parameters(params, validated, parameter_names(src))
     out_dir = out_dir or BUILD_DIR / "executed"
     out_dir.mkdir(parents=True, exist_ok=True)
-    src = BOOK_DIR / f"{chapter}.ipynb"
     t0 = time.time()
     try:
         pm.execute_notebook(str(src), str(out_dir / f"{chapter}.ipynb"), parameters=params,

@@ -78,6 +78,8 @@ class SelfTrainingParams(ChapterParams):
     real_fractions: tuple[float, ...] = spec((0.1, 0.5, 1.0), range=(0.0, 1.0))
     noise_px: float = spec(1.0, range=(0.0, 50.0))
     noise_rounds: int = spec(3, range=(1, 50))
+    noise_threshold: float | None = spec(None, range=(0.0, 10.0),
+                                         help="detection threshold t of the noise study (None = threshold)")
     # detector study
     detectors: tuple[str, ...] = spec(DETECTORS, choices=DETECTORS)
     detector_rounds: int = spec(3, range=(1, 50))
@@ -173,8 +175,10 @@ def _chains(p: SelfTrainingParams) -> dict[str, tuple[Any, int]]:
     for k in p.ablations:
         chains[k] = (lambda s, k=k: ablated(p, s, k), p.ablation_rounds)
     for f in p.real_fractions:
-        chains[real_prefix(f)] = (lambda s, f=f: at_round(base_config(p, s), 1, init="noisy_gt", real_fraction=f,
-                                                          noise_px=p.noise_px), p.noise_rounds)
+        thr = {} if p.noise_threshold is None else {"threshold": p.noise_threshold}
+        chains[real_prefix(f)] = (lambda s, f=f, thr=thr: at_round(base_config(p, s), 1, init="noisy_gt",
+                                                                   real_fraction=f, noise_px=p.noise_px, **thr),
+                                  p.noise_rounds)
     for d in p.detectors:
         chains[d] = (lambda s, d=d: at_round(base_config(p, s), 1, init=d), p.detector_rounds)
     return chains
