@@ -306,6 +306,7 @@ n_rep = int((ct.verdict == "reproduced").sum()) if len(ct) else 0
 n_not = int((ct.verdict == "not reproduced").sum()) if len(ct) else 0
 display(Markdown(
     f"Profile `{P.profile}`: {n_rep} of {len(ct)} claims reproduced, {n_not} not reproduced. "
-    + ("These numbers are on synthetic faces at 64x64 with 200-step rounds and GFTT keypoints; the thesis "
-       "works on CelebA at 256x256 with SuperPoint and 1500-iteration rounds (see the differences below)."
+    + (f"These numbers are on synthetic {P.dataset} at {P.size}x{P.size} with {P.steps}-step rounds (batch "
+       f"{P.batch_size}, lr {P.lr:g}) and {P.init.upper()} keypoints; the thesis works on CelebA at 256x256 with "
+       "SuperPoint and 1500-iteration rounds (see the differences below)."
        if P.profile != "quick" else "A smoke test with a few steps: the numbers mean nothing at this scale.")))
