@@ -64,3 +64,13 @@ def test_sweep_record_round_trip_and_status_cell(tmp_path):
     assert _sweep_cell(recs[0]).startswith("2.1 min, 1 trained (2 cached), 2 workers")
     assert _sweep_cell(None) == "–"
     assert sweep_records(tmp_path / "nowhere") == []
+
+
+def test_status_prefers_the_sweep_that_trained_the_whole_grid():
+    from landmark_study.book import _representative
+
+    whole = {"trained": 118, "cached": 0, "failed": 0, "wall_s": 2266.5}
+    part = {"trained": 18, "cached": 100, "failed": 0, "wall_s": 283.0}
+    assert _representative([whole, part]) is whole
+    assert _representative([part]) is part
+    assert _representative([]) is None
