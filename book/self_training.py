@@ -171,6 +171,11 @@ def _curves(frame, chains, title):
         if len(sub):
             sns.lineplot(data=sub, x="round", y=metric, hue="chain", marker="o", errorbar=("sd", 1), ax=ax)
         ax.set_title(metric)
+        if ax.get_legend() is not None:
+            ax.get_legend().remove()
+    handles, labels = axes[0].get_legend_handles_labels()
+    if handles:  # one legend, outside the axes, so it hides no curve
+        fig.legend(handles, labels, title="chain", loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=8)
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     return fig
