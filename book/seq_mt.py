@@ -63,6 +63,7 @@ n_train = 300
 n_val = 50
 eval_size = 50
 evals = 2
+figures_fractions = [0.2]
 
 # %% tags=["remove-cell"]
 P = notebook_params("seq_mt", globals(), _before)
@@ -236,6 +237,57 @@ if len(bl):
     acc = bl[bl.acc.notna()].groupby(["row", "label_fraction"])["acc"].mean().unstack().round(3)
     display(Markdown("Test class accuracy of the rows with a classifier (chance 1/15):"))
     display(acc)
+
+# %% [markdown]
+# ## Do the Blocks findings carry to articulated bodies?
+#
+# The third experiment: the four Seq-MT rows on `figures` (14 joints,
+# 64x64), with the pose-derived action class (8 classes) as the attribute, at the
+# label fractions of `figures_fractions`. The same losses, schedule and model as
+# on Blocks; the metric is PCK@0.1 (higher is better) instead of pixels. The
+# paper has no such experiment, so there are no paper numbers here, only the
+# directions of its Blocks findings.
+
+# %%
+fg = df[df.dataset == "figures"]
+if len(fg):
+    seq_rows = [r for r in ROWS if r.startswith("seq_")]
+    agg = fg.groupby(["row", "label_fraction"])["pck@0.1"].agg(["mean", "std", "count"])
+    fcols = [f"{f * 100:g}%" for f in sorted(fg.label_fraction.unique())]
+    ftable = pd.DataFrame(index=[PAPER_ROW[r] for r in seq_rows], columns=fcols, dtype=object)
+    for r in seq_rows:
+        for f, c in zip(sorted(fg.label_fraction.unique()), fcols):
+            if (r, f) in agg.index:
+                m, s, n = agg.loc[(r, f)]
+                ftable.loc[PAPER_ROW[r], c] = f"{m:.3f} ({0 if np.isnan(s) else s:.3f}, n={int(n)})"
+            else:
+                ftable.loc[PAPER_ROW[r], c] = "–"
+    display(Markdown("**figures**, test PCK@0.1, mean (std, seeds)"))
+    display(ftable)
+    acc_f = fg[fg.acc.notna()].groupby(["row", "label_fraction"])["acc"].mean().unstack().round(3)
+    if len(acc_f):
+        display(Markdown("Test action-class accuracy of the rows with a classifier (chance 1/8):"))
+        display(acc_f)
+    fig, ax = plt.subplots(figsize=(6.5, 3.5))
+    fr = sorted(fg.label_fraction.unique())
+    width = 0.8 / len(seq_rows)
+    for i, r in enumerate(seq_rows):
+        part = fg[fg.row == r].groupby("label_fraction")["pck@0.1"]
+        m, s = part.mean().reindex(fr), part.std().reindex(fr).fillna(0)
+        ax.bar(np.arange(len(fr)) + i * width, m.values, width, yerr=s.values, capsize=3,
+               color=plt.cm.tab10(i), label=PAPER_ROW[r])
+    ax.set_xticks(np.arange(len(fr)) + width * (len(seq_rows) - 1) / 2, [f"{f:.0%}" for f in fr])
+    ax.set_xlabel("images with joint labels")
+    ax.set_ylabel("test PCK@0.1")
+    ax.legend(fontsize=7, bbox_to_anchor=(1.02, 1), loc="upper left")
+    ax.set_title(f"figures, {P.steps} steps, {len(P.seeds)} seed(s), {P.profile} profile")
+    plt.show()
+else:
+    display(Markdown("Not run at this profile (`figures_fractions` is empty)."))
+
+# %% [markdown]
+# *Figure: Seq-MT rows on `figures`, test PCK@0.1, mean and standard deviation over seeds; the
+# claims below test whether A and ELT help here as they do on Blocks.*
 
 # %% [markdown]
 # ## Claims

@@ -59,6 +59,23 @@ def test_shapes_run_uses_class_labels_only():
     assert not o.landmarks and o.attribute and not o.elt and o.hidden == (40,) and o.point_norm == "none"
 
 
+def test_figures_rows_are_the_seq_rows_on_figures_with_the_blocks_schedule():
+    p = load_chapter_params("seq_mt", ROOT / "params" / "seq_mt" / "full.yaml")
+    arms = chapter_arms("seq_mt", p)
+    fig = {k: v for k, v in arms.items() if k.startswith("figures_")}
+    assert len(fig) == 4 * len(p.figures_fractions) and p.figures_fractions
+    blocks = arms[arm_name("seq_L", p.fractions[0])][0]
+    for f in p.figures_fractions:
+        for row in ("seq_L", "seq_L+A", "seq_L+ELT", "seq_L+ELT+A"):
+            c = arms[arm_name(row, f, "figures_")][0]
+            assert c.data.name == "figures" and c.data.size == p.figures_size and c.data.label_fraction == f
+            assert c.method == "seq_mt" and c.train.steps == blocks.train.steps
+            assert c.options().elt == ("ELT" in row) and c.options().attribute == ("A" in row.split("+")[1:])
+    # the four rows of a fraction see the same labeled images
+    assert len({repr(to_dict(arms[arm_name(r, 0.05, "figures_")][0].data))
+                for r in ("seq_L", "seq_L+A", "seq_L+ELT", "seq_L+ELT+A")}) == 1
+
+
 def test_claims_name_existing_arms_and_published_rows_are_the_paper_rows():
     claims = yaml.safe_load((ROOT / "params" / "claims" / "seq_mt.yaml").read_text())
     p = load_chapter_params("seq_mt", ROOT / "params" / "seq_mt" / "full.yaml")

@@ -35,41 +35,44 @@ Sample ``i`` is generated from its own ``np.random.default_rng([seed, start + i]
 ``generate_figures(10, s)`` equals the first 10 samples of
 ``generate_figures(20, s)``.
 
-Calibration (throwaway check, version 1 defaults, 64x64): a 269K-parameter
-U-Net predicting 14 heatmaps at 32x32 (sigma 1.5, MSE, Adam 1e-3 with x0.1 at
-75%, batch 32, 2500 steps), one seed, PCK@0.1 (bbox) on 500 validation images:
+Calibration
+-----------
+The issue asks that, with the supervised baseline, 5% of the labels stay at
+least 15 points of PCK@0.1 below 100%, and 100% reach at least 0.8. The
+datasets chapter measures this at the full profile (3 seeds); what follows is
+the throwaway screening that chose the defaults (a 269K-parameter U-Net, 14
+heatmaps at 32x32, sigma 1.5, MSE, Adam 1e-3 with x0.1 at 75%, batch 32,
+flip + rotation/scale/shift augmentation, PCK@0.1 on 500 validation images,
+5% / 100% of 4000 training images).
 
-=====================================  ========  ========
-training                               100%      5%
-=====================================  ========  ========
-no augmentation                        0.824     0.505
-flip + rotation/scale/shift aug        0.842     0.758
-=====================================  ========  ========
+Version 1 (rotation +-40, no line art): 0.847 at 5% in 1500 steps (0.758 /
+0.842 in 2500 steps with augmentation; 0.505 / 0.824 without). With
+augmentation the 5% model closed most of the gap, so version 1 failed the
+calibration. Easier settings (larger figures, 1-4 distractors, none
+look-alike, narrower poses) gave 0.971 / 0.937; ``back_prob=0.35`` gave
+0.603 / 0.555.
 
-With augmentation the 5% model closes most of the gap. Easier settings (larger
-figures, 1-4 distractors, none look-alike, narrower poses) gave 0.971 / 0.937
-with augmentation; ``back_prob=0.35`` gave 0.603 / 0.555. The options in
-:data:`DEFAULT_OPTIONS` are the difficulty knobs.
-
-Variety knobs (off by default): kinds of diversity that flip/affine
-augmentation cannot synthesise -- ``pose_freedom`` (the widest joint ranges
-each class rule allows), ``foreshorten``, ``proportion_jitter``,
+Variety knobs -- kinds of diversity that flip/affine augmentation cannot
+synthesise: ``pose_freedom``, ``foreshorten``, ``proportion_jitter``,
 ``patchwork_prob``, ``pattern_prob``, ``background_pattern_prob``,
-``prop_prob`` (sticks/bags in the hands), ``hat_prob``, ``outline_prob`` (line
-art) and ``lighting``. Throwaway screening with the setting above and
-augmentation, one seed, test PCK@0.1 at 5% / 100% of the labels (1500 steps
-unless noted; the default options gave 0.847 at 5% in 1500 steps):
+``prop_prob`` (sticks/bags in the hands), ``hat_prob``, ``outline_prob``
+(line art) and ``lighting``. One seed, 5% / 100%, 1500 steps unless noted:
 appearance (patchwork 1, patterns 0.7, background patterns 0.7, lighting 0.4)
 0.759 / -; 8-16 distractors, 80% limb-like and look-alike 0.724 / 0.827;
 ``outline_prob=0.5`` 0.740 / 0.828; ``pose_freedom=0.8`` with
-``foreshorten=(0.6, 1)`` 0.749 / 0.818; all appearance and pose knobs at
-once 0.736 / 0.806; ``rotation=180`` 0.640 / 0.775, and in 2500 steps
-0.719 / 0.849; ``rotation=180`` with larger, thicker figures and 2-6
-distractors (2500 steps) 0.812 / 0.861; ``rotation=180`` with
-``outline_prob=0.4`` (2500 steps) 0.559 / 0.769. Every knob lowered both
-numbers by similar amounts; only full rotation (which makes left/right a
-function of the body's orientation) widened the gap (0.13 alone, 0.21 with
-line art, but then the 100% model stays below 0.8).
+``foreshorten=(0.6, 1)`` 0.749 / 0.818; all appearance and pose knobs at once
+0.736 / 0.806; ``rotation=180`` 0.640 / 0.775 (2500 steps: 0.719 / 0.849);
+``rotation=180`` with larger, thicker figures and 2-6 distractors (2500
+steps) 0.812 / 0.861. Every knob lowered both numbers by similar amounts;
+only full rotation (left/right becomes a function of the body's
+orientation, which a +-30 degree augmentation does not cover) widened the
+gap, and some line art widened it further: ``rotation=180`` with
+``outline_prob`` 0.4 (2500 steps) 0.559 / 0.769; 0.2 (2500 steps, seeds
+0-2) 0.659, 0.626, 0.650 / 0.807, 0.783, 0.800; 0.2 (4000 steps, seed 0)
+0.693 / 0.840; 0.3 (4000 steps, seeds 0-1) 0.650, 0.637 / 0.808, 0.829.
+
+Version 2 defaults: ``rotation=180``, ``outline_prob=0.3``; the datasets
+chapter trains the calibration baseline for 4000 steps.
 """
 
 from __future__ import annotations
@@ -83,7 +86,7 @@ import numpy as np
 from landmark_study.data.sample import ArrayDataset, DatasetSpec
 from .common import check_generator_args
 
-VERSION = 1
+VERSION = 2
 
 KEYPOINT_NAMES: tuple[str, ...] = (
     "r_ankle", "r_knee", "r_hip", "l_hip", "l_knee", "l_ankle",
@@ -128,7 +131,7 @@ DEFAULT_SPLIT_SIZES = {"train": 4000, "val": 500, "test": 500}
 #: The defaults are the calibrated difficulty (see the module docstring).
 DEFAULT_OPTIONS: dict[str, Any] = {
     "person_height": (0.45, 0.8),  # standing height / image side
-    "rotation": 40.0,  # max in-plane rotation, degrees (uniform +-)
+    "rotation": 180.0,  # max in-plane rotation, degrees (uniform +-); 40 in version 1
     "distractors": (3, 8),  # inclusive range of distractor shapes
     "limb_like_fraction": 0.6,  # share of distractors that are capsules
     "mimic_prob": 0.5,  # probability that a distractor takes a colour of the person's clothes/skin
@@ -149,7 +152,7 @@ DEFAULT_OPTIONS: dict[str, Any] = {
     "background_pattern_prob": 0.0,  # probability of a stripe/check/dot texture blended into the background
     "prop_prob": 0.0,  # probability, per hand, of holding a stick or a bag
     "hat_prob": 0.0,  # probability of a hat over the head top
-    "outline_prob": 0.0,  # probability that the person is drawn as line art (part outlines only)
+    "outline_prob": 0.3,  # probability that the person is drawn as line art (part outlines only); 0 in version 1
     "lighting": 0.0,  # max strength of a linear lighting gradient (image x [1 - s, 1 + s] across the frame)
 }
 
