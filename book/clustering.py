@@ -222,6 +222,34 @@ if len(s2) and len(df):
             f"nothing), and a stage-1 landmark's detections lie on its ground-truth landmark in {pur:.0%} of "
             "cases on average: the flip step can only be as good as the landmarks it pairs."))
 
+# %%
+fig, ax = plt.subplots(figsize=(5.5, 3.5))
+drawn = False
+for name, style in (("stage2", "-"), ("stage2_no_flip_train", "--")):
+    for i, r in enumerate(_results(name)):
+        e = np.array([v for v in r.final.get("fnme_per_image") or [] if v is not None])
+        if not len(e):
+            continue
+        x = np.sort(e)
+        ax.plot(x, np.arange(1, len(x) + 1) / len(x), style, color=plt.cm.tab10(i),
+                label=f"{name}, seed {r.config['seed']}")
+        drawn = True
+if drawn:
+    ax.set_xlim(0, 0.5)
+    ax.set_xlabel("forward NME (normalised by sqrt(wh))")
+    ax.set_ylabel("share of test images")
+    ax.legend(fontsize=7, bbox_to_anchor=(1.02, 1), loc="upper left")
+    ax.set_title(f"CED, stage 2, faces, {P.profile} profile")
+    plt.show()
+else:
+    plt.close(fig)
+    display(Markdown("No stage-2 run with per-image errors in the store (CED curves need `clustering_landmarks` v5)."))
+
+# %% [markdown]
+# *Figure: cumulative error distribution of the stage-2 forward NME over the test
+# images (with test-time flipping), one curve per seed; solid with flip training,
+# dashed without.*
+
 # %% [markdown]
 # ## Predictions
 #

@@ -95,6 +95,7 @@ def _regression_metrics(disc_tr, gt_tr: ArrayDataset, disc_te, gt_te: ArrayDatas
     out["fnme"] = float(f["mean"])
     out["bnme"] = float(b["mean"])
     out["fnme_per_landmark"] = [round(float(v), 5) for v in f["per_landmark"]]
+    out["fnme_per_image"] = [round(float(v), 5) if np.isfinite(v) else None for v in f["per_image"]]
     return out
 
 
@@ -581,7 +582,8 @@ class ClusteringLandmarks(HeatmapMethod):
     """Stage 2: K-channel heatmap detector on the stage-1 landmark pseudo-labels."""
 
     name = "clustering_landmarks"
-    version = "4"  # 2: stage-1 teacher v2; 3: k-means++ seeding in float32; 4: flip/purity diagnostics
+    version = "5"  # 2: stage-1 teacher v2; 3: k-means++ seeding in float32; 4: flip/purity diagnostics;
+    # 5: per-image forward NME (CED curves)
     loss_names = ("heatmap",)
     default_weights = {"heatmap": 1.0}
 
