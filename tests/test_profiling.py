@@ -38,3 +38,13 @@ def test_representative_configs_one_per_method_and_unknown_method_named():
     assert [c.method for c in cfgs] == ["supervised"]
     with pytest.raises(ValueError, match="no_such_method"):
         representative_configs("datasets", "params/datasets/quick.yaml", ["no_such_method"])
+
+
+def test_teachers_of_a_short_run_stay_out_of_the_results_store(tmp_path, monkeypatch):
+    store = tmp_path / "full"
+    monkeypatch.setenv("LANDMARK_STUDY_STORE", str(store))
+    cfgs = representative_configs("sc_ti_te", "params/sc_ti_te/quick.yaml", ["pseudo_label"])
+    small = cfgs[0].with_overrides(**{"data.n_train": 40, "data.n_val": 10, "train.eval_size": 10})
+    res = profile_config(small, steps=2, top=3)
+    assert res["phases"]["prepare_data"][0] > 0  # the (short) teacher was trained and used
+    assert not store.exists() or not any(store.iterdir())

@@ -8,9 +8,11 @@ For each method of a chapter's grid (its first run), train a short copy of the r
   optimizer, validation/test evaluation and the final predictions;
 * the functions with the most self time (the hot spots).
 
-Nothing is written to a results store: the run is trained by
-:func:`landmark_study.train.train` directly. Teachers a method needs are read from
-(or trained into) the full-profile store, as in a sweep.
+Nothing is written to the book's results stores: the run is trained by
+:func:`landmark_study.train.train` directly, and the teachers a short run needs
+(a self-training round's previous round, a stage-2 run's stage 1, with the same
+short schedule) are trained into a throwaway store, so ``prepare_data`` includes
+their (short) training.
 """
 
 from __future__ import annotations
@@ -77,16 +79,25 @@ def profile_config(config: RunConfig, steps: int = 50, top: int = 12) -> dict[st
     """Train a ``steps``-step copy of ``config`` under cProfile; phase times and hot spots."""
     from .train import train
 
+    import tempfile
+
+    from .runs import _CURRENT_STORE, ResultsStore
+
     cfg = short_config(config, steps)
-    train(short_config(config, 1), progress=False)  # imports, data cache, teachers: not the hot spots
-    prof = cProfile.Profile()
-    t0 = time.perf_counter()
-    prof.enable()
-    try:
-        out = train(cfg, progress=False)
-    finally:
-        prof.disable()
-    wall = time.perf_counter() - t0
+    with tempfile.TemporaryDirectory(prefix="landmark_profile_") as tmp:
+        token = _CURRENT_STORE.set(ResultsStore(tmp))  # teachers of short runs never reach the book's store
+        try:
+            train(short_config(config, 1), progress=False)  # imports and data cache: not the hot spots
+            prof = cProfile.Profile()
+            t0 = time.perf_counter()
+            prof.enable()
+            try:
+                out = train(cfg, progress=False)
+            finally:
+                prof.disable()
+            wall = time.perf_counter() - t0
+        finally:
+            _CURRENT_STORE.reset(token)
     stats = pstats.Stats(prof)
     phases = _phase_times(stats)
     # nested phases (prepare_data loads teachers that evaluate; evaluate calls predict) are not
