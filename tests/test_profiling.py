@@ -48,3 +48,21 @@ def test_teachers_of_a_short_run_stay_out_of_the_results_store(tmp_path, monkeyp
     res = profile_config(small, steps=2, top=3)
     assert res["phases"]["prepare_data"][0] > 0  # the (short) teacher was trained and used
     assert not store.exists() or not any(store.iterdir())
+
+
+def test_saved_profiles_merge_by_chapter_and_render(tmp_path):
+    from landmark_study.profiling import profiles_markdown, save_profiles
+
+    res = {"method": "supervised", "full_run": {"set-up (data, teachers)": 1.0, "training loop": 6.0,
+                                                "validation": 2.0, "test and predictions": 1.0},
+           "hot": [{"function": "conv2d (~:0)"}]}
+    path = tmp_path / "profile.json"
+    save_profiles("a", [res], path)
+    save_profiles("b", [dict(res, method="other")], path)
+    save_profiles("a", [dict(res, method="again")], path)  # replaces chapter a only
+    import json
+
+    data = json.loads(path.read_text())
+    assert sorted(data) == ["a", "b"] and data["a"]["results"][0]["method"] == "again"
+    md = profiles_markdown(data)
+    assert md[2].startswith("| a | again | 10 s | 10% | 60% | 20% | 10% | `conv2d` |")

@@ -9,7 +9,7 @@ Commands
   data fetch NAME [--from URL|PATH]                     download/verify/extract a real dataset
   bench [--json] [--quick] [--save] [--chapters]       performance figures
   claims [--chapter NAME] [--profile P] [--format table|csv|json]   paper-vs-ours verdicts
-  profile CHAPTER [--profile full] [--steps N] [--method M ...] [--json]   where training time goes
+  profile CHAPTER [--profile full] [--steps N] [--method M ...] [--json] [--save]   where training time goes
 """
 
 from __future__ import annotations
@@ -89,6 +89,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--method", nargs="+", help="only these methods (default: every method of the grid)")
     p.add_argument("--top", type=int, default=12)
     p.add_argument("--json", action="store_true")
+    p.add_argument("--save", action="store_true", help="merge into book/results/profile.json (the status page shows it)")
 
     args = ap.parse_args(argv)
     try:
@@ -159,6 +160,11 @@ def main(argv: list[str] | None = None) -> int:
                     print(format_profile(res), flush=True)
             if args.json:
                 print(json.dumps(out, indent=1))
+            if args.save:
+                from .paths import REPO_ROOT
+                from .profiling import save_profiles
+
+                save_profiles(args.chapter, out, REPO_ROOT / "book" / "results" / "profile.json")
         elif args.cmd == "claims":
             from .claims import claims_table, format_table
             from .runs import ResultsStore

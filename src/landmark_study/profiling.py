@@ -154,3 +154,33 @@ def format_profile(res: dict[str, Any]) -> str:
     for h in res["hot"]:
         lines.append(f"{h['function'][:71]:<72}{h['self_s']:>8.2f}{h['cum_s']:>8.2f}{h['calls']:>9}")
     return "\n".join(lines)
+
+
+def save_profiles(chapter: str, results: list[dict[str, Any]], path) -> None:
+    """Merge ``results`` into the JSON file ``path`` under ``chapter`` (other chapters kept)."""
+    import json
+    import platform
+    from datetime import datetime, timezone
+    from pathlib import Path
+
+    path = Path(path)
+    data = json.loads(path.read_text()) if path.exists() else {}
+    data[chapter] = {"measured": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+                     "machine": platform.machine(), "results": results}
+    path.write_text(json.dumps(data, indent=1, sort_keys=True) + "\n")
+
+
+def profiles_markdown(data: dict[str, Any]) -> list[str]:
+    """The status page's table: each method's estimated full run split into phases."""
+    lines = ["| chapter | method | full run (est.) | set-up | training loop | validation | test | "
+             "top self-time function |", "|---|---|---|---|---|---|---|---|"]
+    for chapter in sorted(data):
+        for r in data[chapter]["results"]:
+            est = r["full_run"]
+            tot = max(sum(est.values()), 1e-9)
+            shares = [est[k] / tot for k in ("set-up (data, teachers)", "training loop", "validation",
+                                            "test and predictions")]
+            top = r["hot"][0]["function"].split(" (")[0] if r["hot"] else "–"
+            lines.append(f"| {chapter} | {r['method']} | {tot:.0f} s | " + " | ".join(f"{x:.0%}" for x in shares)
+                         + f" | `{top}` |")
+    return lines
