@@ -167,3 +167,35 @@ def test_kmeans_plus_plus_picks_distinct_rows_one_per_separated_blob():
     nearest = np.argmin(((c[:, None] - centres[None]) ** 2).sum(-1), axis=1)
     assert sorted(nearest) == [0, 1, 2, 3]  # far blobs are picked with probability ~1
     assert np.array_equal(c, kmeans_plus_plus(x, 4, seed=3))  # deterministic
+
+
+def test_nearest_landmark_respects_radius_and_visibility():
+    pts = np.array([[0.0, 0.0], [10.0, 0.0], [5.0, 5.0]])
+    gt = np.array([[[0.5, 0.0], [10.0, 1.0]]] * 3)
+    vis = np.array([[1, 1], [1, 0], [1, 1]])
+    got = C.nearest_landmark(pts, gt, vis, radius=2.0)
+    # point 1 is 1 px from landmark 1, but that landmark is not visible: nothing within 2 px
+    np.testing.assert_array_equal(got, [0, -1, -1])
+    np.testing.assert_array_equal(C.nearest_landmark(pts, gt, vis, radius=np.array([1.0, 20.0, 0.1])), [0, 0, -1])
+    with pytest.raises(ValueError, match="gt must be"):
+        C.nearest_landmark(pts, gt[:2], vis[:2], 1.0)
+
+
+def test_cluster_identity_counts_unmatched_points_against_purity():
+    labels = np.array([0, 0, 0, 0, 1, 1, -1, 2])
+    gt_ids = np.array([3, 3, 5, -1, -1, -1, 3, 4])
+    dom, pur = C.cluster_identity(labels, gt_ids, 4)
+    np.testing.assert_array_equal(dom, [3, -1, 4, -1])
+    np.testing.assert_allclose(pur, [0.5, 0.0, 1.0, 0.0])
+
+
+def test_flip_permutation_accuracy_known_case_and_identity_floor():
+    gt_perm = np.array([1, 0, 2, 4, 3])  # 0<->1, 3<->4, 2 is its own mirror (a nose tip)
+    dominant = np.array([0, 1, 2, 3, 4, -1])
+    right = np.array([1, 0, 2, 4, 3, 5])
+    assert C.flip_permutation_accuracy(right, dominant, gt_perm) == 1.0
+    # doing nothing is right only for the self-symmetric landmark (1 of the 5 clusters with a landmark)
+    assert C.flip_permutation_accuracy(np.arange(6), dominant, gt_perm) == pytest.approx(0.2)
+    half = np.array([1, 0, 2, 3, 4, 5])  # the 3<->4 pair missed
+    assert C.flip_permutation_accuracy(half, dominant, gt_perm) == pytest.approx(0.6)
+    assert np.isnan(C.flip_permutation_accuracy(np.arange(2), np.array([-1, -1]), gt_perm))

@@ -191,6 +191,14 @@ def test_forward_nme_intercept_matters_and_noise_gives_error():
     assert b["mean"] > 2 * a["mean"]
 
 
+def test_forward_nme_per_image_averages_to_the_mean():
+    disc, gt = _affine_landmarks(120, 3, noise=2.0)
+    r = M.forward_nme(disc[:80], gt[:80], disc[80:], gt[80:], np.full(40, 30.0), n_train=60, repeats=3)
+    assert r["per_image"].shape == (40,) and (r["per_image"] > 0).all()
+    # every point visible: the mean over images of the per-image NME is the mean over repeats
+    assert r["per_image"].mean() == pytest.approx(r["mean"], rel=1e-9)
+
+
 def test_forward_nme_seeded_and_validates():
     disc, gt = _affine_landmarks(60, 2, noise=1.0)
     args = (disc[:40], gt[:40], disc[40:], gt[40:], np.full(20, 30.0))

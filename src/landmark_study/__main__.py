@@ -9,6 +9,7 @@ Commands
   data fetch NAME [--from URL|PATH]                     download/verify/extract a real dataset
   bench [--json] [--quick] [--save] [--chapters]       performance figures
   claims [--chapter NAME] [--profile P] [--format table|csv|json]   paper-vs-ours verdicts
+  profile CHAPTER [--profile full] [--steps N] [--method M ...] [--json] [--save]   where training time goes
 """
 
 from __future__ import annotations
@@ -80,6 +81,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--format", default="table", choices=("table", "csv", "json"))
     p.add_argument("--store", help="results store folder (default: the profile's)")
 
+    p = sub.add_parser("profile", help="cProfile a short copy of one run per method of a chapter")
+    p.add_argument("chapter")
+    p.add_argument("--profile", default="full", choices=("quick", "full", "paper"),
+                   help="which params/CHAPTER/PROFILE.yaml grid to take the runs from")
+    p.add_argument("--steps", type=int, default=50)
+    p.add_argument("--method", nargs="+", help="only these methods (default: every method of the grid)")
+    p.add_argument("--top", type=int, default=12)
+    p.add_argument("--json", action="store_true")
+    p.add_argument("--save", action="store_true", help="merge into book/results/profile.json (the status page shows it)")
+
     args = ap.parse_args(argv)
     try:
         if args.cmd == "run":
@@ -133,6 +144,27 @@ def main(argv: list[str] | None = None) -> int:
                     print(name)
             else:
                 return fetch_mod.cli_fetch(args.rest)
+        elif args.cmd == "profile":
+            import json
+
+            from .profiling import format_profile, profile_config, representative_configs
+
+            params_file = Path("params") / args.chapter / f"{args.profile}.yaml"
+            if not params_file.exists():
+                raise SystemExit(f"{params_file}: no such params file (chapter {args.chapter!r}, profile {args.profile!r})")
+            out = []
+            for cfg in representative_configs(args.chapter, str(params_file), args.method):
+                res = profile_config(cfg, steps=args.steps, top=args.top)
+                out.append(res)
+                if not args.json:
+                    print(format_profile(res), flush=True)
+            if args.json:
+                print(json.dumps(out, indent=1))
+            if args.save:
+                from .paths import REPO_ROOT
+                from .profiling import save_profiles
+
+                save_profiles(args.chapter, out, REPO_ROOT / "book" / "results" / "profile.json")
         elif args.cmd == "claims":
             from .claims import claims_table, format_table
             from .runs import ResultsStore

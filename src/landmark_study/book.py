@@ -181,6 +181,18 @@ def _bench_markdown() -> list[str]:
     return tables_markdown(res) + [""] + budget_lines(res)
 
 
+def _profile_markdown() -> list[str]:
+    p = REPO_ROOT / "book" / "results" / "profile.json"
+    if not p.exists():
+        return ["_No profiles committed (run `python -m landmark_study profile CHAPTER --save`)._"]
+    from .profiling import profiles_markdown
+
+    return ["One run per method of each chapter's full grid, trained for a few steps under cProfile",
+            "(`python -m landmark_study profile CHAPTER --save`); the full run's time is estimated per",
+            "phase from the measured ms/step and seconds per evaluation.", "",
+            *profiles_markdown(json.loads(p.read_text()))]
+
+
 def write_status(statuses: list[ChapterStatus], path: Path) -> None:
     lines = ["# Status", "",
              "How each chapter of this build was executed (papermill, before the book was rendered), and",
@@ -203,6 +215,7 @@ def write_status(statuses: list[ChapterStatus], path: Path) -> None:
     lines += ["", "## Environment", "", "| | |", "|---|---|"]
     lines += [f"| {k} | {v} |" for k, v in _environment().items()]
     lines += ["", "## Benchmarks", "", *_bench_markdown()]
+    lines += ["", "## Where the training time goes", "", *_profile_markdown()]
     lines += ["", "Full-profile numbers come from the committed results store (`book/results/full`);",
               "a chapter retrains only the runs whose config or method version changed."]
     path.write_text("\n".join(lines) + "\n")

@@ -345,6 +345,63 @@ def flip_permutation(labels: np.ndarray, mirrored_labels: np.ndarray, n_clusters
     return perm.astype(np.int64)
 
 
+def nearest_landmark(points: np.ndarray, gt: np.ndarray, visible: np.ndarray, radius: np.ndarray | float) -> np.ndarray:
+    """Index of the nearest visible ground-truth landmark of each point, -1 when none lies
+    within ``radius`` (px; a scalar or one value per point). ``points`` (P, 2), ``gt``
+    (P, K, 2) and ``visible`` (P, K) are the ground truth of each point's own image."""
+    pts = np.asarray(points, np.float64).reshape(-1, 2)
+    g = np.asarray(gt, np.float64)
+    if g.ndim != 3 or g.shape[0] != len(pts) or g.shape[2] != 2:
+        raise ValueError(f"gt must be (P, K, 2) with P = {len(pts)} points, got shape {g.shape}")
+    d = np.linalg.norm(g - pts[:, None, :], axis=-1)
+    d = np.where(np.asarray(visible, bool), d, np.inf)
+    if d.shape[1] == 0:
+        return np.full(len(pts), -1, np.int64)
+    idx = d.argmin(1)
+    r = np.broadcast_to(np.asarray(radius, np.float64), (len(pts),))
+    return np.where(d[np.arange(len(pts)), idx] <= r, idx, -1).astype(np.int64)
+
+
+def cluster_identity(labels: np.ndarray, gt_ids: np.ndarray, n_clusters: int) -> tuple[np.ndarray, np.ndarray]:
+    """The ground-truth landmark each cluster stands for, and how purely.
+
+    ``labels`` are cluster labels (-1 = none) and ``gt_ids`` the ground-truth landmark of
+    each point (-1 = near none, see :func:`nearest_landmark`). Returns ``dominant`` (the
+    most frequent ground-truth landmark among a cluster's points, -1 if none of them is
+    near one) and ``purity`` (the share of *all* the cluster's points that carry it; 0 for
+    empty clusters)."""
+    la = np.asarray(labels, np.int64).ravel()
+    gi = np.asarray(gt_ids, np.int64).ravel()
+    if la.shape != gi.shape:
+        raise ValueError(f"labels and gt_ids differ in size: {la.size} vs {gi.size}")
+    dominant = np.full(int(n_clusters), -1, np.int64)
+    purity = np.zeros(int(n_clusters))
+    for c in range(int(n_clusters)):
+        member = la == c
+        g = gi[member & (gi >= 0)]
+        if len(g):
+            counts = np.bincount(g)
+            dominant[c] = int(counts.argmax())
+            purity[c] = counts.max() / member.sum()
+    return dominant, purity
+
+
+def flip_permutation_accuracy(perm: np.ndarray, dominant: np.ndarray, gt_perm: np.ndarray) -> float:
+    """Share of clusters ``a`` whose flip partner ``perm[a]`` stands for the mirror of
+    ``a``'s landmark: ``dominant[perm[a]] == gt_perm[dominant[a]]``, over the clusters
+    where both stand for a landmark (nan if none). ``perm = arange`` scores the share of
+    clusters whose landmark is its own mirror (e.g. the nose tip): the floor to beat."""
+    perm = np.asarray(perm, np.int64)
+    dom = np.asarray(dominant, np.int64)
+    gp = np.asarray(gt_perm, np.int64)
+    if perm.shape != dom.shape:
+        raise ValueError(f"perm and dominant differ in size: {perm.size} vs {dom.size}")
+    ok = (dom >= 0) & (dom[perm] >= 0)
+    if not ok.any():
+        return float("nan")
+    return float(np.mean(dom[perm][ok] == gp[dom[ok]]))
+
+
 def flip_pairs(perm: np.ndarray) -> tuple[tuple[int, int], ...]:
     """The pairs ``(a, b)``, ``a < b``, of an involution ``perm`` (fixed points left out)."""
     perm = np.asarray(perm, np.int64)

@@ -438,7 +438,8 @@ def forward_nme(disc_train: np.ndarray, gt_train: np.ndarray, disc_test: np.ndar
     detected in training is filled with 0, i.e. a constant column.
 
     Returns dict ``mean``, ``std`` (over repeats), ``per_repeat`` (repeats,),
-    ``per_landmark`` (K,) mean normalised error of each GT point over repeats.
+    ``per_landmark`` (K,) mean normalised error of each GT point over repeats,
+    ``per_image`` (N_test,) each test image's NME averaged over repeats (CED curves).
     """
     dtr, gtr, dte, gte, nrm = _check_regression_inputs(disc_train, gt_train, disc_test, gt_test, norm_test)
     n, k = dtr.shape[0], gtr.shape[1]
@@ -452,17 +453,20 @@ def forward_nme(disc_train: np.ndarray, gt_train: np.ndarray, disc_test: np.ndar
     Xte = dte.reshape(dte.shape[0], -1)
     Xte = np.where(np.isfinite(Xte), Xte, col)
     Ytr = gtr.reshape(n, -1)
-    per_repeat, per_lm = [], []
+    per_repeat, per_lm, per_img = [], [], []
     for _ in range(int(repeats)):
         idx = rng.choice(n, size=int(n_train), replace=False)
         reg = fit_linear_regressor(Xtr[idx], Ytr[idx], lam=lam, intercept=intercept)
         pred = reg.predict(Xte).reshape(gte.shape)
         per_sample, mean = nme(pred, gte, nrm, vis)
         per_repeat.append(mean)
+        per_img.append(per_sample)
         d = np.linalg.norm(pred - gte, axis=-1) / nrm[:, None]
         with np.errstate(invalid="ignore"):
             per_lm.append(np.where(vis, d, 0).sum(0) / vis.sum(0))
-    return _summary(per_repeat, np.mean(per_lm, axis=0))
+    out = _summary(per_repeat, np.mean(per_lm, axis=0))
+    out["per_image"] = np.mean(per_img, axis=0)  # for CED curves
+    return out
 
 
 def backward_nme(disc_train: np.ndarray, gt_train: np.ndarray, disc_test: np.ndarray,

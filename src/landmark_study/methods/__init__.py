@@ -11,7 +11,7 @@ from importlib import import_module
 
 from .base import Method, Batch
 
-_MODULES = ("landmark_study.methods.supervised", "landmark_study.methods.sc_ti_te", "landmark_study.methods.clustering_correspondence", "landmark_study.methods.self_training", "landmark_study.methods.seq_mt", "landmark_study.methods.consistency", "landmark_study.methods.easy_hard",)
+_MODULES = ("landmark_study.methods.supervised", "landmark_study.methods.sc_ti_te", "landmark_study.methods.clustering_correspondence", "landmark_study.methods.self_training", "landmark_study.methods.seq_mt", "landmark_study.methods.consistency", "landmark_study.methods.easy_hard", "landmark_study.methods.generation",)
 _REGISTRY: dict[str, type[Method]] = {}
 
 

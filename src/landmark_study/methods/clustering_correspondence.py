@@ -48,6 +48,7 @@ _ROUND_ONLY = ("variant", "num_clusters", "negatives", "correspondence")
 
 _WARM_START: dict[str, dict[str, torch.Tensor]] = {}
 _TEACHERS: dict[str, Any] = {}  # trained methods loaded in this process, by run key
+_FLIP_DIAG: dict[str, dict[str, float]] = {}  # prepare_data -> evaluate, by run key
 
 
 def _teacher(config: RunConfig):
@@ -94,6 +95,7 @@ def _regression_metrics(disc_tr, gt_tr: ArrayDataset, disc_te, gt_te: ArrayDatas
     out["fnme"] = float(f["mean"])
     out["bnme"] = float(b["mean"])
     out["fnme_per_landmark"] = [round(float(v), 5) for v in f["per_landmark"]]
+    out["fnme_per_image"] = [round(float(v), 5) if np.isfinite(v) else None for v in f["per_image"]]
     return out
 
 
@@ -495,6 +497,28 @@ def descriptor_nmi(det: dict[str, np.ndarray], ds: ArrayDataset, m: int, radius:
     return nmi(km.labels, d[near].argmin(1))
 
 
+def flip_diagnostics(det: dict[str, np.ndarray], labels: np.ndarray, perm: np.ndarray, n_landmarks: int,
+                     ds: ArrayDataset, radius: float = 0.1) -> dict[str, float]:
+    """How well the discovered landmarks and their flip permutation match the ground truth
+    of ``ds`` (the images ``det`` was detected on): each detection takes the nearest
+    visible ground-truth landmark within ``radius`` x sqrt(wh) of its image; each
+    discovered landmark stands for its most frequent one (``landmark_purity``: the mean
+    share of its detections that carry it); ``flip_perm_accuracy`` is the share of
+    discovered landmarks whose flip partner stands for the mirrored ground-truth landmark,
+    ``flip_identity_accuracy`` the same for "no flip pairs" (the floor to beat)."""
+    if len(det["ids"]) == 0:
+        return {"landmark_purity": float("nan"), "flip_perm_accuracy": float("nan"),
+                "flip_identity_accuracy": float("nan")}
+    ids = det["ids"]
+    gt_ids = CL.nearest_landmark(det["points"], ds.keypoints[ids], ds.visibility[ids] > 0,
+                                 radius * sqrt_wh(ds)[ids])
+    dominant, purity = CL.cluster_identity(labels, gt_ids, n_landmarks)
+    gt_perm = ds.spec.flip_permutation()
+    return {"landmark_purity": float(purity.mean()),
+            "flip_perm_accuracy": CL.flip_permutation_accuracy(perm, dominant, gt_perm),
+            "flip_identity_accuracy": CL.flip_permutation_accuracy(np.arange(n_landmarks), dominant, gt_perm)}
+
+
 def _concat(a: ArrayDataset, b: ArrayDataset) -> ArrayDataset:
     return dataclasses.replace(
         a, images=np.concatenate([a.images, b.images]), keypoints=np.concatenate([a.keypoints, b.keypoints]),
@@ -558,7 +582,8 @@ class ClusteringLandmarks(HeatmapMethod):
     """Stage 2: K-channel heatmap detector on the stage-1 landmark pseudo-labels."""
 
     name = "clustering_landmarks"
-    version = "3"  # 2: stage-1 teacher v2; 3: k-means++ seeding in float32
+    version = "5"  # 2: stage-1 teacher v2; 3: k-means++ seeding in float32; 4: flip/purity diagnostics;
+    # 5: per-image forward NME (CED curves)
     loss_names = ("heatmap",)
     default_weights = {"heatmap": 1.0}
 
@@ -593,6 +618,7 @@ class ClusteringLandmarks(HeatmapMethod):
         mlab, _ = CL.assign(det["mirrored"], res.landmark_centroids) if len(det["ids"]) else (np.zeros(0, int), None)
         perm = CL.flip_permutation(res.landmark_labels, mlab, nl)
         pairs = CL.flip_pairs(perm) if o.flip_train or o.flip_test else ()
+        _FLIP_DIAG[_key(config)] = flip_diagnostics(det, res.landmark_labels, perm, nl, train)
         spec_ = DatasetSpec(name=f"{train.spec.name}-landmarks", keypoint_names=tuple(f"l{i}" for i in range(nl)),
                             flip_pairs=pairs, normaliser="bbox")
         pseudo = ArrayDataset(spec=spec_, images=train.images, keypoints=kp, visibility=vis, bbox=train.bbox, meta={})
@@ -606,6 +632,7 @@ class ClusteringLandmarks(HeatmapMethod):
         if state is not None:
             net.backbone.load_state_dict(state)
         self._reference: ArrayDataset | None = None
+        self._flip_diag = _FLIP_DIAG.pop(_key(self.config), {})
         return net
 
     def sample_augmentation(self, batch: int):
@@ -669,4 +696,5 @@ class ClusteringLandmarks(HeatmapMethod):
         out["accuracy"] = float(acc["accuracy"])
         out["ppe"] = float(self.spec.num_keypoints)
         out["flip_pairs"] = float(len(self.spec.flip_pairs))
+        out.update(self._flip_diag)
         return out

@@ -24,8 +24,8 @@
   ``threshold`` are dropped; a student is then trained from scratch on labeled
   + pseudo-labeled images.
 
-The Jakab et al. conditional-generation baseline of the paper's Table 1 is not
-implemented (CPU budget); the chapter says so.
+The Jakab et al. conditional-generation baseline of the paper's Table 1 is
+``generation`` (:mod:`landmark_study.methods.generation`).
 
 :func:`keypoint_representations_fast` computes the same values as
 :func:`landmark_study.losses.keypoint_representations` with a sparse backward
