@@ -26,7 +26,7 @@ ABLATIONS: dict[str, tuple[bool, bool, bool]] = {
     "te+sc": (True, True, False),
     "ti": (False, False, True),
 }
-BASELINES = ("pl", "elt")
+BASELINES = ("pl", "elt", "gen")
 
 
 @register_chapter_params("sc_ti_te")
@@ -103,6 +103,9 @@ def _arm_configs(p: ScTiTeParams) -> dict[str, Any]:
         if "elt" in p.baselines:
             arms[arm_name("elt", f)] = lambda s, f=f: base_config(p, f, s).with_overrides(
                 method="elt_heatmap", method_options={"distortion": p.distortion})
+        if "gen" in p.baselines:
+            arms[arm_name("gen", f)] = lambda s, f=f: base_config(p, f, s).with_overrides(
+                method="generation", method_options={"distortion": p.distortion})
     for f in p.ablation_fractions:
         for a in p.ablations:
             sc, te, ti = ABLATIONS[a]
