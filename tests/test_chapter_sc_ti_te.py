@@ -23,7 +23,8 @@ def test_params_load_and_grid_builds(profile):
     arms = chapter_arms("sc_ti_te", p)
     assert len(grid) == sum(len(v) for v in arms.values())
     assert len({run_key(c) for c in grid}) == len(grid)
-    assert all(len(v) == len(p.seeds) for v in arms.values())
+    assert all(len(v) == len(p.seeds) for k, v in arms.items() if not k.startswith("lam_"))
+    assert all(len(v) == len(p.sensitivity_seeds) for k, v in arms.items() if k.startswith("lam_"))
     if profile != "quick":
         assert len(p.seeds) >= 3
 
@@ -79,3 +80,20 @@ def test_ablation_fractions_must_be_label_fractions():
 
     with pytest.raises(ConfigError, match="ablation_fractions"):
         load_chapter_params("sc_ti_te", {"label_fractions": [0.05], "ablation_fractions": [0.1]})
+
+
+def test_sensitivity_arms_scale_one_weight_at_a_time():
+    from landmark_study.chapters.sc_ti_te import sensitivity_name
+
+    p = load_chapter_params("sc_ti_te", ROOT / "params" / "sc_ti_te" / "full.yaml")
+    assert p.sensitivity_factors
+    arms = chapter_arms("sc_ti_te", p)
+    f = p.ablation_fractions[0]
+    base = arms[f"ours@{f * 100:g}%"][0].loss_weights
+    for loss in ("sc", "te", "ti"):
+        for k in p.sensitivity_factors:
+            c = arms[f"{sensitivity_name(loss, k)}@{f * 100:g}%"][0]
+            w = c.loss_weights
+            assert w[loss] == pytest.approx(base[loss] * k)
+            assert all(w[o] == base[o] for o in base if o != loss)
+            assert c.method == "sc_ti_te" and c.seed == p.sensitivity_seeds[0]

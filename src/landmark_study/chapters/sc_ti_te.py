@@ -11,6 +11,7 @@ images add an unlabeled batch of the same size, the paper's 50/50).
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
@@ -39,6 +40,9 @@ class ScTiTeParams(ChapterParams):
     baselines: tuple[str, ...] = spec(BASELINES, choices=BASELINES)
     gt_ablation: bool = spec(True, help="also train without ground-truth heatmaps in the unsupervised losses")
     unlabeled_fractions: tuple[float, ...] = spec((), range=(0.001, 0.999), help="Table 3: shares of the unlabeled pool")
+    sensitivity_factors: tuple[float, ...] = spec((), range=(1e-4, 1e4),
+                                                  help="Fig. 3: each of lambda_2..4 times these factors, one at a time")
+    sensitivity_seeds: tuple[int, ...] = spec((0,), range=(0, None), help="seeds of the Fig. 3 arms")
     steps: int = spec(30, range=(1, 1_000_000))
     batch_size: int = spec(8, range=(1, 1024), help="labeled images per step (every method)")
     unlabeled_batch_size: int = spec(8, range=(1, 1024), help="unlabeled images per step (methods that use them)")
@@ -120,9 +124,34 @@ def _arm_configs(p: ScTiTeParams) -> dict[str, Any]:
     return arms
 
 
+#: Fig. 3 arm prefix -> the loss weight it scales
+SENSITIVITY = {"sc": "sc_weight", "te": "te_weight", "ti": "ti_weight"}
+
+
+def sensitivity_name(loss: str, factor: float) -> str:
+    """E.g. ``sensitivity_name('te', 0.1) == 'lam_te*0.1'`` (an arm prefix)."""
+    return f"lam_{loss}*{factor:g}"
+
+
+def _sensitivity_configs(p: ScTiTeParams) -> dict[str, list[RunConfig]]:
+    """Fig. 3: at the first ablation fraction, one weight of (lambda_2, lambda_3, lambda_4) scaled
+    by each factor, the other two at the profile's values; seeds ``sensitivity_seeds``."""
+    out: dict[str, list[RunConfig]] = {}
+    if not p.sensitivity_factors:
+        return out
+    f = p.ablation_fractions[0]
+    for loss, field in SENSITIVITY.items():
+        for k in p.sensitivity_factors:
+            q = dataclasses.replace(p, **{field: getattr(p, field) * k})
+            out[arm_name(sensitivity_name(loss, k), f)] = [ours_config(q, f, s) for s in p.sensitivity_seeds]
+    return out
+
+
 @register_arms("sc_ti_te")
 def arms(p: ScTiTeParams) -> dict[str, list[RunConfig]]:
-    return {name: [make(s) for s in p.seeds] for name, make in _arm_configs(p).items()}
+    out = {name: [make(s) for s in p.seeds] for name, make in _arm_configs(p).items()}
+    out.update(_sensitivity_configs(p))
+    return out
 
 
 @register_grid("sc_ti_te")
