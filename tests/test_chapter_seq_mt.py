@@ -69,7 +69,9 @@ def test_figures_rows_are_the_seq_rows_on_figures_with_the_blocks_schedule():
         for row in ("seq_L", "seq_L+A", "seq_L+ELT", "seq_L+ELT+A"):
             c = arms[arm_name(row, f, "figures_")][0]
             assert c.data.name == "figures" and c.data.size == p.figures_size and c.data.label_fraction == f
-            assert c.method == "seq_mt" and c.train.steps == blocks.train.steps
+            assert c.method == "seq_mt" and c.train.steps == (p.figures_steps or blocks.train.steps)
+            assert c.data.options == {"rotation": p.figures_rotation, "outline_prob": p.figures_outline_prob}
+            assert c.train.lr == blocks.train.lr and c.train.batch_size == blocks.train.batch_size
             assert c.options().elt == ("ELT" in row) and c.options().attribute == ("A" in row.split("+")[1:])
     # the four rows of a fraction see the same labeled images
     assert len({repr(to_dict(arms[arm_name(r, 0.05, "figures_")][0].data))

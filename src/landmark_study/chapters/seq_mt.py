@@ -75,6 +75,11 @@ class SeqMTParams(ChapterParams):
     elt_weight: float = spec(1.0, range=(0.0, None), help="alpha (ELT, px^2)")
     lm_weight: float = spec(1.0, range=(0.0, None), help="lambda (landmark L2, px^2)")
     figures_size: int = spec(64, range=(32, 256))
+    figures_steps: int | None = spec(None, range=(1, 1_000_000), help="experiment 3's schedule (default: steps)")
+    figures_rotation: float | None = spec(None, range=(0.0, 180.0),
+                                          help="experiment 3's figures rotation range (default: the generator's)")
+    figures_outline_prob: float | None = spec(None, range=(0.0, 1.0),
+                                              help="experiment 3's share of line-art figures (default: the generator's)")
     hidden: tuple[int, ...] = spec((256, 256), range=(1, 4096), help="Seq-MT classifier MLP on Blocks/figures")
     point_norm: str = spec("centre", choices=("none", "centre", "centre_scale"),
                            help="Seq-MT classifier input on Blocks/figures")
@@ -120,11 +125,20 @@ def row_config(p: SeqMTParams, row: str, fraction: float, seed: int, dataset: st
     weights = {"lm": p.lm_weight, "attr": p.attr_weight}
     if method == "seq_mt":
         weights["elt"] = p.elt_weight
+    options: dict[str, Any] = {}
+    steps = p.steps
+    if dataset == "figures":
+        steps = p.figures_steps or p.steps
+        if p.figures_rotation is not None:
+            options["rotation"] = p.figures_rotation
+        if p.figures_outline_prob is not None:
+            options["outline_prob"] = p.figures_outline_prob
     return RunConfig(
         method=method, seed=seed,
-        data=DataConfig(name=dataset, size=size, n_train=p.n_train, n_val=p.n_val, label_fraction=fraction),
+        data=DataConfig(name=dataset, size=size, n_train=p.n_train, n_val=p.n_val, label_fraction=fraction,
+                        options=options),
         model=ModelConfig(name=method, width=p.comm_width if method == "comm_mt" else p.width, heatmap_stride=1),
-        train=_train(p, p.steps), method_options=_options(p, method, lm, attr, elt), loss_weights=weights)
+        train=_train(p, steps), method_options=_options(p, method, lm, attr, elt), loss_weights=weights)
 
 
 def shapes_config(p: SeqMTParams, seed: int) -> RunConfig:
