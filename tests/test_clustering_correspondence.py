@@ -160,7 +160,7 @@ def test_random_pixel_negatives_are_far_from_their_keypoint():
 
 
 def test_nn_accuracy_known_cases():
-    from landmark_study.methods.clustering_correspondence import nn_accuracy
+    from landmark_study.metrics import knn_accuracy as nn_accuracy
 
     x = np.array([[0.0, 0], [0.1, 0], [5, 5], [5.1, 5]])
     assert nn_accuracy(x, np.array([0, 0, 1, 1])) == 1.0

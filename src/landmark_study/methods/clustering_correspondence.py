@@ -534,18 +534,6 @@ def sift_descriptors(images: np.ndarray, ids: np.ndarray, points: np.ndarray, si
     return out
 
 
-def nn_accuracy(x: np.ndarray, labels: np.ndarray) -> float:
-    """Leave-one-out 1-nearest-neighbour accuracy of ``labels`` in the space of ``x`` (nan if < 2 points)."""
-    x = np.asarray(x, np.float64)
-    lab = np.asarray(labels)
-    if len(x) < 2:
-        return float("nan")
-    sq = (x * x).sum(1)
-    d = sq[:, None] + sq[None, :] - 2 * x @ x.T
-    np.fill_diagonal(d, np.inf)
-    return float(np.mean(lab[d.argmin(1)] == lab))
-
-
 def descriptor_embeddings(det: dict[str, np.ndarray], ds: ArrayDataset, n: int = 400, radius: float = 0.1,
                           seed: int = 0) -> dict[str, Any]:
     """Fig. 5.8-style comparison of our descriptors with SIFT's at the same detections: for up to
@@ -567,7 +555,9 @@ def descriptor_embeddings(det: dict[str, np.ndarray], ds: ArrayDataset, n: int =
     ours = det["desc"][sel]
     sift = sift_descriptors(ds.images, ids[sel], det["points"][sel])
     lab = gt_ids[sel]
-    out: dict[str, Any] = {"nn_acc_ours": nn_accuracy(ours, lab), "nn_acc_sift": nn_accuracy(sift, lab),
+    from ..metrics import knn_accuracy
+
+    out: dict[str, Any] = {"nn_acc_ours": knn_accuracy(ours, lab), "nn_acc_sift": knn_accuracy(sift, lab),
                            "tsne_labels": lab.tolist()}
     perplexity = float(min(30.0, (len(sel) - 1) / 3))
     for name, x in (("ours", ours), ("sift", sift)):
