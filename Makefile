@@ -36,7 +36,7 @@ chapter: $(VENV)
 
 # Regenerate every .ipynb from its py:percent source (the .py is the single source).
 sync: $(VENV)
-	@for f in book/*.py; do $(VENV)/bin/jupytext --quiet --to ipynb --update-metadata '{"jupytext":{"formats":"ipynb,py:percent"}}' "$$f"; done
+	@for f in book/*.py; do $(VENV)/bin/jupytext --quiet --update --to ipynb --update-metadata '{"jupytext":{"formats":"ipynb,py:percent"}}' "$$f"; done
 	@echo "[sync] notebooks regenerated from book/*.py"
 
 bench: $(VENV)

@@ -251,6 +251,46 @@ else:
 # dashed without.*
 
 # %% [markdown]
+# ## Descriptors: ours against SIFT at the same points
+#
+# For up to 400 stage-1 detections on the training images that lie on a
+# ground-truth landmark (within 0.1 sqrt(wh)), the leave-one-out 1-nearest-neighbour
+# accuracy of the landmark's identity in our descriptor space and in SIFT's
+# (OpenCV, 8 px keypoints at the same points), and a t-SNE picture of both (the
+# thesis's Fig. 5.8 compares generic and learned descriptors this way).
+
+# %%
+emb = [r for r in _results("stage2") if r.final.get("tsne_labels")]
+if emb:
+    acc = pd.DataFrame([{"seed": r.config["seed"], "ours": r.final["nn_acc_ours"], "SIFT": r.final["nn_acc_sift"],
+                         "points": len(r.final["tsne_labels"])} for r in emb])
+    display(acc.round(3))
+    r0 = emb[0]
+    lab = np.asarray(r0.final["tsne_labels"])
+    fig, axes = plt.subplots(1, 2, figsize=(8.0, 3.8))
+    for ax, name in zip(axes, ("ours", "sift")):
+        e = np.asarray(r0.final[f"tsne_{name}"])
+        ax.scatter(e[:, 0], e[:, 1], c=lab, cmap="tab20", s=6)
+        ax.set_title(f"{'our descriptors' if name == 'ours' else 'SIFT'} (1-NN accuracy "
+                     f"{r0.final['nn_acc_' + name]:.2f})", fontsize=9)
+        ax.set_xticks([])
+        ax.set_yticks([])
+    fig.suptitle(f"t-SNE of descriptors at ground-truth landmarks, colour = landmark, seed {r0.config['seed']}, "
+                 f"{P.profile} profile", fontsize=9)
+    plt.show()
+    display(Markdown(
+        f"Mean over {len(acc)} seed(s): 1-NN landmark accuracy {acc.ours.mean():.2f} with our descriptors, "
+        f"{acc.SIFT.mean():.2f} with SIFT's at the same points ({len(np.unique(lab))} ground-truth landmarks "
+        f"among the points of seed {r0.config['seed']}; always guessing the most frequent one scores "
+        f"{np.bincount(lab).max() / len(lab):.2f})."))
+else:
+    display(Markdown("No stage-2 run with descriptor embeddings in the store (`clustering_landmarks` v6)."))
+
+# %% [markdown]
+# *Figure: t-SNE of our stage-1 descriptors (left) and of SIFT descriptors at the same detections
+# (right), coloured by the ground-truth landmark each detection lies on.*
+
+# %% [markdown]
 # ## Predictions
 #
 # Stored stage-2 predictions on the first test images (crosses; the ground truth

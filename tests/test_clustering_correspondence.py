@@ -157,3 +157,37 @@ def test_random_pixel_negatives_are_far_from_their_keypoint():
     assert 0.55 < len(fa) / 4000 < 0.66
     raw_a, raw_b = m._random_negatives(desc, kp, vis, 50, min_d=8.0)
     assert raw_a.shape[1] == 8 and torch.allclose(raw_a.norm(dim=1), torch.ones(len(raw_a)), atol=1e-5)
+
+
+def test_nn_accuracy_known_cases():
+    from landmark_study.metrics import knn_accuracy as nn_accuracy
+
+    x = np.array([[0.0, 0], [0.1, 0], [5, 5], [5.1, 5]])
+    assert nn_accuracy(x, np.array([0, 0, 1, 1])) == 1.0
+    assert nn_accuracy(x, np.array([0, 1, 0, 1])) == 0.0
+    assert np.isnan(nn_accuracy(x[:1], np.array([0])))
+
+
+def test_descriptor_embeddings_score_identity_descriptors_perfectly():
+    from landmark_study.data.synthetic import get_dataset
+    from landmark_study.methods.clustering_correspondence import descriptor_embeddings
+
+    ds = get_dataset("faces", "val", n=12, seed=0, size=64)
+    vis = ds.visibility > 0
+    ids, pts, k = np.nonzero(vis)[0], ds.keypoints[vis], np.nonzero(vis)[1]
+    # landmarks that coincide (self-occlusion at large yaw) resolve to the lower index, as in the method
+    from landmark_study import clustering as CL
+    from landmark_study.methods.clustering_correspondence import sqrt_wh
+
+    k = CL.nearest_landmark(pts, ds.keypoints[ids], vis[ids], 0.1 * sqrt_wh(ds)[ids])
+    assert (k >= 0).all()
+    desc = np.eye(ds.spec.num_keypoints, dtype=np.float32)[k] + 0.01 * np.arange(len(k))[:, None] / len(k)
+    det = {"ids": ids, "points": pts.astype(np.float32), "desc": desc}
+    out = descriptor_embeddings(det, ds, n=10_000, seed=0)  # every detection
+    # each detection sits on its landmark and carries its one-hot: only a landmark seen once has
+    # no neighbour of its own kind
+    counts = np.bincount(k)
+    assert out["nn_acc_ours"] == pytest.approx(np.mean(counts[k] >= 2))
+    assert 0.0 <= out["nn_acc_sift"] <= 1.0
+    assert len(out["tsne_ours"]) == len(out["tsne_labels"]) == len(k)
+    assert np.shape(out["tsne_sift"]) == (len(out["tsne_labels"]), 2)

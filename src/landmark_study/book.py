@@ -189,7 +189,9 @@ def _profile_markdown() -> list[str]:
 
     return ["One run per method of each chapter's full grid, trained for a few steps under cProfile",
             "(`python -m landmark_study profile CHAPTER --save`); the full run's time is estimated per",
-            "phase from the measured ms/step and seconds per evaluation.", "",
+            "phase from the measured ms/step and seconds per evaluation. For methods with a teacher",
+            "(pseudo_label, data_distill, self-training rounds, clustering stage 2) the set-up share also",
+            "contains training the short run's own short teachers, which a sweep trains as separate runs.", "",
             *profiles_markdown(json.loads(p.read_text()))]
 
 

@@ -652,6 +652,27 @@ def oks_ap(pred: np.ndarray, scores: np.ndarray, gt: np.ndarray, visibility: np.
 # clustering / correspondence
 # ----------------------------------------------------------------------------
 
+def knn_accuracy(x: np.ndarray, labels: np.ndarray, neighbours: int = 1) -> float:
+    """Leave-one-out ``neighbours``-nearest-neighbour accuracy of integer ``labels`` (>= 0) in the
+    Euclidean space of ``x`` (N, D): majority vote, ties to the nearer neighbours; nan when
+    ``N <= neighbours``."""
+    x = np.asarray(x, dtype=np.float64)
+    y = np.asarray(labels, dtype=np.int64).ravel()
+    if len(x) != len(y):
+        raise ValueError(f"x and labels differ in length: {len(x)} vs {len(y)}")
+    if len(x) <= neighbours:
+        return float("nan")
+    sq = (x * x).sum(1)
+    d = sq[:, None] + sq[None, :] - 2 * x @ x.T
+    np.fill_diagonal(d, np.inf)
+    nn_idx = np.argsort(d, axis=1, kind="stable")[:, :neighbours]
+    votes = y[nn_idx]
+    counts = np.zeros((len(x), int(y.max()) + 1))
+    for j in range(neighbours):  # earlier (nearer) neighbours break ties
+        counts[np.arange(len(x)), votes[:, j]] += 1 + 1e-3 * (neighbours - j)
+    return float((counts.argmax(1) == y).mean())
+
+
 def nmi(cluster_labels: np.ndarray, gt_labels: np.ndarray) -> float:
     """Normalised mutual information between two labelings (sklearn, arithmetic normalisation)."""
     from sklearn.metrics import normalized_mutual_info_score

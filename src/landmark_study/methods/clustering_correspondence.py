@@ -519,6 +519,53 @@ def flip_diagnostics(det: dict[str, np.ndarray], labels: np.ndarray, perm: np.nd
             "flip_identity_accuracy": CL.flip_permutation_accuracy(np.arange(n_landmarks), dominant, gt_perm)}
 
 
+def sift_descriptors(images: np.ndarray, ids: np.ndarray, points: np.ndarray, size: float = 8.0) -> np.ndarray:
+    """OpenCV SIFT descriptors (128-d, L2-normalised) of ``images[ids[i]]`` at ``points[i]``
+    (image px), keypoint diameter ``size`` px: the generic-detector descriptor to compare with."""
+    import cv2
+
+    sift = cv2.SIFT_create()
+    out = np.zeros((len(ids), 128), np.float32)
+    for i, (j, (x, y)) in enumerate(zip(ids, points)):
+        gray = cv2.cvtColor(np.ascontiguousarray(images[j]), cv2.COLOR_RGB2GRAY)
+        kps, d = sift.compute(gray, [cv2.KeyPoint(float(x), float(y), float(size))])
+        if d is not None and len(d):
+            out[i] = d[0] / max(float(np.linalg.norm(d[0])), 1e-6)
+    return out
+
+
+def descriptor_embeddings(det: dict[str, np.ndarray], ds: ArrayDataset, n: int = 400, radius: float = 0.1,
+                          seed: int = 0) -> dict[str, Any]:
+    """Fig. 5.8-style comparison of our descriptors with SIFT's at the same detections: for up to
+    ``n`` detections within ``radius`` x sqrt(wh) of a visible ground-truth landmark, 1-NN accuracy
+    of the ground-truth landmark identity in each descriptor space, and 2-D t-SNE embeddings
+    (scikit-learn, perplexity 30, PCA init, ``seed``) for the picture."""
+    from sklearn.manifold import TSNE
+
+    empty = {"nn_acc_ours": float("nan"), "nn_acc_sift": float("nan")}
+    if len(det["ids"]) == 0:
+        return empty
+    ids = det["ids"]
+    gt_ids = CL.nearest_landmark(det["points"], ds.keypoints[ids], ds.visibility[ids] > 0, radius * sqrt_wh(ds)[ids])
+    sel = np.flatnonzero(gt_ids >= 0)
+    if len(sel) < 10:
+        return empty
+    rng = np.random.default_rng(seed)
+    sel = np.sort(rng.choice(sel, size=min(n, len(sel)), replace=False))
+    ours = det["desc"][sel]
+    sift = sift_descriptors(ds.images, ids[sel], det["points"][sel])
+    lab = gt_ids[sel]
+    from ..metrics import knn_accuracy
+
+    out: dict[str, Any] = {"nn_acc_ours": knn_accuracy(ours, lab), "nn_acc_sift": knn_accuracy(sift, lab),
+                           "tsne_labels": lab.tolist()}
+    perplexity = float(min(30.0, (len(sel) - 1) / 3))
+    for name, x in (("ours", ours), ("sift", sift)):
+        e = TSNE(n_components=2, perplexity=perplexity, init="pca", random_state=seed).fit_transform(x)
+        out[f"tsne_{name}"] = np.round(e, 2).tolist()
+    return out
+
+
 def _concat(a: ArrayDataset, b: ArrayDataset) -> ArrayDataset:
     return dataclasses.replace(
         a, images=np.concatenate([a.images, b.images]), keypoints=np.concatenate([a.keypoints, b.keypoints]),
@@ -582,8 +629,8 @@ class ClusteringLandmarks(HeatmapMethod):
     """Stage 2: K-channel heatmap detector on the stage-1 landmark pseudo-labels."""
 
     name = "clustering_landmarks"
-    version = "5"  # 2: stage-1 teacher v2; 3: k-means++ seeding in float32; 4: flip/purity diagnostics;
-    # 5: per-image forward NME (CED curves)
+    version = "6"  # 2: stage-1 teacher v2; 3: k-means++ seeding in float32; 4: flip/purity diagnostics;
+    # 5: per-image forward NME (CED curves); 6: descriptor 1-NN accuracy and t-SNE vs SIFT
     loss_names = ("heatmap",)
     default_weights = {"heatmap": 1.0}
 
@@ -618,7 +665,8 @@ class ClusteringLandmarks(HeatmapMethod):
         mlab, _ = CL.assign(det["mirrored"], res.landmark_centroids) if len(det["ids"]) else (np.zeros(0, int), None)
         perm = CL.flip_permutation(res.landmark_labels, mlab, nl)
         pairs = CL.flip_pairs(perm) if o.flip_train or o.flip_test else ()
-        _FLIP_DIAG[_key(config)] = flip_diagnostics(det, res.landmark_labels, perm, nl, train)
+        _FLIP_DIAG[_key(config)] = {**flip_diagnostics(det, res.landmark_labels, perm, nl, train),
+                                    **descriptor_embeddings(det, train, seed=config.seed)}
         spec_ = DatasetSpec(name=f"{train.spec.name}-landmarks", keypoint_names=tuple(f"l{i}" for i in range(nl)),
                             flip_pairs=pairs, normaliser="bbox")
         pseudo = ArrayDataset(spec=spec_, images=train.images, keypoints=kp, visibility=vis, bbox=train.bbox, meta={})

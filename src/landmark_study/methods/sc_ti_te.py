@@ -110,7 +110,7 @@ def representation_metrics(z: np.ndarray, visibility: np.ndarray, neighbours: in
     """
     from sklearn.cluster import KMeans
 
-    from ..metrics import nmi
+    from ..metrics import knn_accuracy, nmi
 
     n, k, c = z.shape
     keep = np.asarray(visibility).reshape(-1) > 0
@@ -118,15 +118,7 @@ def representation_metrics(z: np.ndarray, visibility: np.ndarray, neighbours: in
     y = np.tile(np.arange(k), n)[keep]
     if len(x) <= neighbours:
         return {"repr_knn": float("nan"), "repr_nmi": float("nan")}
-    sq = (x * x).sum(1)
-    d = sq[:, None] + sq[None, :] - 2 * x @ x.T
-    np.fill_diagonal(d, np.inf)
-    nn_idx = np.argsort(d, axis=1, kind="stable")[:, :neighbours]
-    votes = y[nn_idx]
-    counts = np.zeros((len(x), k))
-    for j in range(neighbours):  # earlier (nearer) neighbours break ties
-        counts[np.arange(len(x)), votes[:, j]] += 1 + 1e-3 * (neighbours - j)
-    knn = float((counts.argmax(1) == y).mean())
+    knn = knn_accuracy(x, y, neighbours)
     labels = KMeans(n_clusters=k, n_init=4, random_state=seed).fit_predict(x)
     return {"repr_knn": knn, "repr_nmi": nmi(labels, y)}
 
