@@ -14,7 +14,16 @@ def test_params_load_and_grid_builds(profile):
     p = load_chapter_params("clustering", ROOT / "params" / "clustering" / f"{profile}.yaml")
     assert p.profile == profile
     g = chapter_grid("clustering", p)
-    assert g and all(c.method in ("clustering_correspondence", "clustering_landmarks") for c in g)
+    assert g and all(c.method in ("clustering_correspondence", "clustering_landmarks", "self_training") for c in g)
+    # the template arm: the self-training method on this chapter's data, scored by stage 2's protocol
+    tmpl = [c for c in g if c.method == "self_training"]
+    assert len(tmpl) == len(p.seeds) and {c.seed for c in tmpl} == set(p.seeds)
+    stage1 = next(c for c in g if c.method == "clustering_correspondence")
+    for c in tmpl:
+        assert c.data == stage1.data and c.method_options["clustering_protocol"] is True
+        assert c.method_options["stage"] == "landmarks"
+        assert c.method_options["reg_images"] == min(p.n_regress, p.n_train)
+    g = [c for c in g if c.method != "self_training"]
     # dependencies come first: every round r > 0 appears after a round r - 1
     rounds = [c.method_options.get("round", 99) for c in g]
     first_stage2 = next(i for i, c in enumerate(g) if c.method == "clustering_landmarks")
@@ -43,3 +52,13 @@ def test_notebook_parameters_match_quick_yaml():
     exec(cell, ns)
     for k, v in quick.items():
         assert ns[k] == v, k
+
+
+def test_template_arm_can_be_switched_off():
+    p = load_chapter_params("clustering", ROOT / "params" / "clustering" / "quick.yaml")
+    assert "template" in chapter_arms("clustering", p)
+    from dataclasses import replace
+
+    p2 = replace(p, template=False)
+    assert "template" not in chapter_arms("clustering", p2)
+    assert all(c.method != "self_training" for c in chapter_grid("clustering", p2))

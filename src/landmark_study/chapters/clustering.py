@@ -47,6 +47,8 @@ class ClusteringParams(ChapterParams):
     n_regress: int = spec(300, range=(10, None))
     max_detections: int = spec(30, range=(1, 1000))
     data_name: str = spec("faces")
+    template: bool = spec(True, help="also run the self-training chapter's template method (thesis ch. 4) on this "
+                                     "chapter's data: its recipe from params/self_training/<profile>.yaml")
 
 
 AUGMENT = AugmentConfig(rotation=15.0, scale=(0.9, 1.1), translation=0.05, flip=0.0)
@@ -109,7 +111,35 @@ def arms(p: ClusteringParams) -> dict[str, list[RunConfig]]:
         out[_noise_name(f)] = [_stage1(p, s, init="gt_mix", real_fraction=float(f)) for s in p.seeds]
     out["stage2"] = [_stage2(p, s, True) for s in p.seeds]
     out["stage2_no_flip_train"] = [_stage2(p, s, False) for s in p.seeds]
+    if p.template:
+        out["template"] = [template_config(p, s) for s in p.seeds]
     return out
+
+
+def template_params(p: ClusteringParams):
+    """The self-training chapter's parameters at this profile, moved onto this chapter's data:
+    same dataset, size, splits, seeds and regressor images; the recipe (rounds, steps, model,
+    threshold, distillation) and the template's K stay the self-training chapter's."""
+    from ..config import ConfigError, load_chapter_params, load_yaml
+    from ..paths import REPO_ROOT
+
+    path = REPO_ROOT / "params" / "self_training" / f"{p.profile}.yaml"
+    if not path.exists():
+        raise ConfigError(f"template arm: the self-training recipe {path} does not exist; set template: false "
+                          "to run the clustering chapter without it")
+    values = load_yaml(path)
+    values.update(dataset=p.data_name, yaw=None, size=p.size, n_train=p.n_train, n_val=p.n_val,
+                  seeds=list(p.seeds), reg_images=min(p.n_regress, p.n_train))
+    return load_chapter_params("self_training", values, f"{path} (moved onto the clustering data)")
+
+
+def template_config(p: ClusteringParams, seed: int) -> RunConfig:
+    """The last landmark round of the template method on this chapter's data, evaluated also
+    with stage 2's protocol (``final.fnme``/``final.bnme``)."""
+    from .self_training import at_round, landmark_config
+
+    tp = template_params(p)
+    return at_round(landmark_config(tp, seed, tp.landmark_rounds), tp.landmark_rounds, clustering_protocol=True)
 
 
 def chain(config: RunConfig) -> list[RunConfig]:
@@ -117,6 +147,8 @@ def chain(config: RunConfig) -> list[RunConfig]:
     from ..methods.clustering_correspondence import ClusteringCorrespondence as CC
     from ..config import run_config_from_dict
 
+    if config.method == "self_training":
+        return [config]  # trains its earlier rounds through the store
     if config.method == "clustering_landmarks":
         t = run_config_from_dict(config.method_options["teacher"])
         return chain(t) + [config]

@@ -199,7 +199,7 @@ def with_steps(config: RunConfig, steps: int) -> RunConfig:
 
 _DETECTOR_ONLY_IRRELEVANT = ("detector_rounds", "detector_steps", "num_landmarks", "template_index", "cpd",
                              "cpd_w", "match_radius", "min_matched", "landmark_threshold", "reg_images",
-                             "reg_repeats")
+                             "reg_repeats", "clustering_protocol")
 
 
 def canonical(config: RunConfig) -> RunConfig:
@@ -504,6 +504,10 @@ class SelfTraining(_DetectorBase):
         landmark_threshold: float = spec(0.2, range=(0.0, 10.0), help="K-channel peak counted as detected")
         reg_images: int = spec(200, range=(2, 100_000), help="N of the forward/backward regressors")
         reg_repeats: int = spec(3, range=(1, 100))
+        clustering_protocol: bool = spec(False, help="also report fnme/bnme exactly as the clustering chapter's "
+                                                     "stage 2 does (sqrt(wh) normaliser, 5 repeats, every "
+                                                     "channel's argmax), "
+                                                     "for a same-data comparison")
 
     @property
     def is_detector(self) -> bool:  # type: ignore[override]
@@ -617,6 +621,12 @@ class SelfTraining(_DetectorBase):
                         repeats=o.reg_repeats, seed=0, visibility_test=ds.visibility)
         b = backward_nme(d_tr, tr.keypoints, d_te, ds.keypoints, norm, n_train=n_reg, repeats=o.reg_repeats, seed=0)
         out["forward_nme"], out["backward_nme"] = f["mean"], b["mean"]
+        if o.clustering_protocol:
+            from .clustering_correspondence import _regression_metrics
+
+            # every channel's argmax, unthresholded, as stage 2 reports its landmarks
+            out.update(_regression_metrics(p_tr, tr, p_te, ds, n_reg, self.config.seed, "mean"))
+            out["ppe"] = float(self.spec.num_keypoints)  # points per image, as stage 2 reports it
         out["detected_fraction"] = float(np.isfinite(d_te).all(-1).mean())
         rad = _radius(self.config, o)
         for mult in (1, 2, 3):
