@@ -45,7 +45,7 @@ def test_claims_name_existing_arms():
     p = load_chapter_params("sc_ti_te", ROOT / "params" / "sc_ti_te" / "full.yaml")
     arms = chapter_arms("sc_ti_te", p)
     for c in claims["claims"]:
-        for key in ("a", "b"):
+        for key in ("a", "b", "c", "d"):
             if key in c["rule"]:
                 assert c["rule"][key] in arms, c["id"]
     for row in claims["published"]:
@@ -80,6 +80,21 @@ def test_ablation_fractions_must_be_label_fractions():
 
     with pytest.raises(ConfigError, match="ablation_fractions"):
         load_chapter_params("sc_ti_te", {"label_fractions": [0.05], "ablation_fractions": [0.1]})
+
+
+def test_curve_fractions_add_supervised_and_ours_only():
+    from landmark_study.config import ConfigError
+
+    p = load_chapter_params("sc_ti_te", {"label_fractions": [0.05], "ablation_fractions": [0.05],
+                                         "curve_fractions": [0.2, 0.5], "baselines": ["pl", "elt", "gen"]})
+    arms = chapter_arms("sc_ti_te", p)
+    for f in (0.2, 0.5):
+        got = sorted(a for a in arms if a.endswith(f"@{f * 100:g}%"))
+        assert got == [arm_name("ours", f), arm_name("supervised", f)]
+        assert all(c.data.label_fraction == f for c in arms[arm_name("ours", f)])
+    with pytest.raises(ConfigError, match="curve_fractions"):
+        load_chapter_params("sc_ti_te", {"label_fractions": [0.05], "ablation_fractions": [0.05],
+                                         "curve_fractions": [0.05]})
 
 
 def test_sensitivity_arms_scale_one_weight_at_a_time():

@@ -60,6 +60,36 @@ def test_within_rule():
     assert decide(r, np.array([3.0, 3.8, 3.4]))["verdict"] == "inconclusive"
 
 
+@pytest.mark.parametrize("a,b,c,d,kind,expected", [
+    # gain 0.20 at few labels, 0.05 at many: the gain shrinks
+    ([0.70, 0.71, 0.72], [0.50, 0.51, 0.52], [0.85, 0.86, 0.87], [0.80, 0.81, 0.82], "gap_greater", "reproduced"),
+    # gain 0.05 at few labels, 0.20 at many: it grows
+    ([0.55, 0.56, 0.57], [0.50, 0.51, 0.52], [0.90, 0.91, 0.92], [0.70, 0.71, 0.72], "gap_greater", "not reproduced"),
+    ([0.55, 0.56, 0.57], [0.50, 0.51, 0.52], [0.90, 0.91, 0.92], [0.70, 0.71, 0.72], "gap_less", "reproduced"),
+    # equal gains with seed noise
+    ([0.60, 0.70, 0.65], [0.50, 0.60, 0.55], [0.80, 0.90, 0.85], [0.70, 0.80, 0.75], "gap_greater", "inconclusive"),
+])
+def test_gap_rules(a, b, c, d, kind, expected):
+    r = Rule(kind, "a", "b", c="c", d="d")
+    out = decide(r, *(np.array(x) for x in (a, b, c, d)))
+    assert out["verdict"] == expected
+    assert out["ours_mean"] == pytest.approx((np.mean(a) - np.mean(b)) - (np.mean(c) - np.mean(d)))
+    assert out["gap_ab"] == pytest.approx(np.mean(a) - np.mean(b))
+    lo, hi = out["ci95"]
+    assert lo <= out["ours_mean"] <= hi
+
+
+def test_gap_rule_needs_four_arms(tmp_path):
+    with pytest.raises(ValueError, match="four arms"):
+        decide(Rule("gap_greater", "a", "b", c="c", d="d"), np.ones(3), np.ones(3))
+    f = tmp_path / "x.yaml"
+    f.write_text("chapter: x\npaper: p\nclaims:\n  - id: g\n    claim: c\n    metric: final.m\n"
+                 "    rule: {kind: gap_greater, a: p, b: q, c: r}\n")
+    with pytest.raises(ConfigError, match="missing key 'd'"):
+        load_claims(f)
+    assert Rule("gap_greater", "a", "b", c="c", d="d").describe().startswith("mean(a) - mean(b) > mean(c) - mean(d)")
+
+
 def test_fewer_than_three_seeds_is_inconclusive():
     d = decide(Rule("greater", "a", "b"), np.array([0.9, 0.91]), np.array([0.1, 0.11]))
     assert d["verdict"] == "inconclusive" and "fewer than 3 seeds" in d["note"]
@@ -118,7 +148,7 @@ def test_load_claims_good_file(tmp_path):
     (("kind: greater", "kind: bigger"), "kind: 'bigger' is not allowed"),
     (("metric: final.pck@0.1", "metric: pck"), "claims\\[0\\].metric"),
     (("    paper_value: 61.2\n", ""), None),
-    (("b: few", "c: few"), "unknown key 'c'"),
+    (("b: few", "b: few, c: many"), "unknown key 'c'"),  # c and d belong to the gap rules only
     (("paper_value: 61.2", "paper_value: lots"), "paper_value"),
     (("- id: more_is_better", "- idx: more_is_better"), "missing key 'id'"),
 ])

@@ -36,7 +36,7 @@ from .paths import REPO_ROOT
 MIN_SEEDS = 3
 N_BOOT = 10_000
 AGGREGATES = ("last", "min", "max", "first", "mean", "drop")
-RULES = ("greater", "less", "above", "below", "within")
+RULES = ("greater", "less", "above", "below", "within", "gap_greater", "gap_less")
 VERDICTS = ("reproduced", "not reproduced", "inconclusive", "undefined", "not run", "stale")
 COLUMNS = ["chapter", "claim_id", "claim", "paper_value", "ours_mean", "ours_spread", "seeds", "profile",
            "verdict"]
@@ -52,10 +52,16 @@ class Rule:
     a: str
     b: str | None = None
     value: float | None = None
+    c: str | None = None  # gap rules: (a - b) against (c - d)
+    d: str | None = None
     tol: float | None = None
     min_effect: float = 0.0
 
     def describe(self) -> str:
+        if self.kind in ("gap_greater", "gap_less"):
+            op = ">" if self.kind == "gap_greater" else "<"
+            return (f"mean({self.a}) - mean({self.b}) {op} mean({self.c}) - mean({self.d}): 95% bootstrap CI "
+                    "of the difference of the two gaps excludes 0")
         if self.kind in ("greater", "less"):
             op = ">" if self.kind == "greater" else "<"
             extra = f" (not reproduced below an effect of {self.min_effect:g})" if self.min_effect else ""
@@ -76,7 +82,7 @@ class Claim:
     paper_value: float | None = None
 
     def arms(self) -> list[str]:
-        return [x for x in (self.rule.a, self.rule.b) if x]
+        return [x for x in (self.rule.a, self.rule.b, self.rule.c, self.rule.d) if x]
 
 
 @dataclass(frozen=True)
@@ -119,11 +125,16 @@ def _parse_rule(d: Any, where: str) -> Rule:
     if kind not in RULES:
         raise ConfigError(f"{where}.kind: {kind!r} is not allowed; allowed values: {', '.join(RULES)}")
     allowed = {"kind", "a", "b", "value", "tol", "min_effect"}
+    if kind in ("gap_greater", "gap_less"):
+        allowed |= {"c", "d"}
     unknown = sorted(set(d) - allowed)
     if unknown:
         raise ConfigError(f"{where}: unknown key {unknown[0]!r}; allowed keys: {', '.join(sorted(allowed))}")
     a = _need(d, "a", where)
     num = (int, float)
+    if kind in ("gap_greater", "gap_less"):
+        return Rule(kind, a, b=_need(d, "b", where), c=_need(d, "c", where), d=_need(d, "d", where),
+                    min_effect=float(d.get("min_effect", 0.0)))
     if kind in ("greater", "less"):
         return Rule(kind, a, b=_need(d, "b", where), min_effect=float(d.get("min_effect", 0.0)))
     value = float(_need(d, "value", where, num))
@@ -202,10 +213,31 @@ def bootstrap_ci(a: np.ndarray, b: np.ndarray | None = None, n: int = N_BOOT, se
     return float(np.percentile(stat, 2.5)), float(np.percentile(stat, 97.5))
 
 
-def decide(rule: Rule, a: np.ndarray, b: np.ndarray | None = None) -> dict[str, Any]:
+def _gap_bootstrap_ci(groups: list[np.ndarray], n: int = N_BOOT, seed: int = 0) -> tuple[float, float]:
+    """95% percentile bootstrap interval of (mean a - mean b) - (mean c - mean d), each group resampled."""
+    rng = np.random.default_rng(seed)
+    m = [rng.choice(g, (n, len(g))).mean(axis=1) for g in groups]
+    stat = (m[0] - m[1]) - (m[2] - m[3])
+    return float(np.percentile(stat, 2.5)), float(np.percentile(stat, 97.5))
+
+
+def decide(rule: Rule, a: np.ndarray, b: np.ndarray | None = None, c: np.ndarray | None = None,
+           d: np.ndarray | None = None) -> dict[str, Any]:
     """The verdict of ``rule`` on per-seed values (pure: used by tests with known cases)."""
-    out: dict[str, Any] = {"seeds": int(min(len(a), len(b)) if b is not None else len(a))}
-    if rule.kind in ("greater", "less"):
+    present = [x for x in (a, b, c, d) if x is not None]
+    out: dict[str, Any] = {"seeds": int(min(len(x) for x in present))}
+    if rule.kind in ("gap_greater", "gap_less"):
+        if b is None or c is None or d is None:
+            raise ValueError(f"rule {rule.kind} needs the values of four arms (a, b, c, d)")
+        sign = 1.0 if rule.kind == "gap_greater" else -1.0
+        lo, hi = _gap_bootstrap_ci([a, b, c, d])
+        gap1, gap2 = float(a.mean() - b.mean()), float(c.mean() - d.mean())
+        d_lo, d_hi = (lo, hi) if sign > 0 else (-hi, -lo)
+        out.update(ours_mean=gap1 - gap2, ci95=(lo, hi), gap_ab=gap1, gap_cd=gap2,
+                   ours_spread=float(np.sqrt(sum(x.var(ddof=1) / len(x) for x in (a, b, c, d))))
+                   if min(len(x) for x in (a, b, c, d)) > 1 else math.nan)
+        v = "reproduced" if d_lo > 0 else "not reproduced" if d_hi < rule.min_effect else "inconclusive"
+    elif rule.kind in ("greater", "less"):
         sign = 1.0 if rule.kind == "greater" else -1.0
         lo, hi = bootstrap_ci(a, b)
         diff = float(a.mean() - b.mean())
@@ -326,10 +358,14 @@ def evaluate_claims(cf: ClaimsFile, params, store, strict: bool | None = None) -
                     f"{a}: {c.metric} absent or not finite in {int((~np.isfinite(vals[a])).sum())} of "
                     f"{len(vals[a])} run(s)" for a in bad)
             else:
-                d = decide(c.rule, vals[c.rule.a], vals.get(c.rule.b) if c.rule.b else None)
+                d = decide(c.rule, vals[c.rule.a], *(vals.get(x) if x else None
+                                                     for x in (c.rule.b, c.rule.c, c.rule.d)))
                 row.update({k: d[k] for k in ("ours_mean", "ours_spread", "seeds", "verdict")})
                 lo, hi = d["ci95"]
-                if c.rule.b:
+                if c.rule.c:
+                    row["detail"] = (f"{c.rule.a} - {c.rule.b} = {d['gap_ab']:.4g} vs {c.rule.c} - {c.rule.d} = "
+                                     f"{d['gap_cd']:.4g}; difference 95% CI [{lo:.4g}, {hi:.4g}]")
+                elif c.rule.b:
                     row["detail"] = (f"{c.rule.a} {d['a_mean']:.4g} vs {c.rule.b} {d['b_mean']:.4g}; "
                                      f"difference 95% CI [{lo:.4g}, {hi:.4g}]")
                 else:

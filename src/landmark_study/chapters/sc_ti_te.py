@@ -36,6 +36,9 @@ class ScTiTeParams(ChapterParams):
     label_fractions: tuple[float, ...] = spec((0.05,), range=(0.001, 1.0), help="Table 1 label fractions")
     ablation_fractions: tuple[float, ...] = spec((0.05,), range=(0.001, 1.0),
                                                  help="fractions for the Table 2/3/4 arms (subset of label_fractions)")
+    curve_fractions: tuple[float, ...] = spec((), range=(0.001, 0.999),
+                                              help="more Table 1 columns with the supervised baseline and ours only "
+                                                   "(how the gain changes as labels grow)")
     ablations: tuple[str, ...] = spec(("te+ti", "sc"), choices=tuple(ABLATIONS))
     baselines: tuple[str, ...] = spec(BASELINES, choices=BASELINES)
     gt_ablation: bool = spec(True, help="also train without ground-truth heatmaps in the unsupervised losses")
@@ -70,6 +73,9 @@ class ScTiTeParams(ChapterParams):
         missing = sorted(set(self.ablation_fractions) - set(self.label_fractions))
         if missing:
             raise ConfigError(f"ablation_fractions: {missing} not in label_fractions {list(self.label_fractions)}")
+        both = sorted(set(self.curve_fractions) & set(self.label_fractions))
+        if both:
+            raise ConfigError(f"curve_fractions: {both} already in label_fractions {list(self.label_fractions)}")
 
 
 def arm_name(prefix: str, fraction: float) -> str:
@@ -100,7 +106,7 @@ def _arm_configs(p: ScTiTeParams) -> dict[str, Any]:
     """{arm: function(seed) -> RunConfig}, in the order the sweep should run them
     (supervised first: they are the pseudo-label teachers)."""
     arms: dict[str, Any] = {}
-    for f in p.label_fractions:
+    for f in p.label_fractions + p.curve_fractions:
         arms[arm_name("supervised", f)] = lambda s, f=f: base_config(p, f, s)
     for f in p.label_fractions:
         arms[arm_name("ours", f)] = lambda s, f=f: ours_config(p, f, s)
@@ -110,6 +116,8 @@ def _arm_configs(p: ScTiTeParams) -> dict[str, Any]:
         if "gen" in p.baselines:
             arms[arm_name("gen", f)] = lambda s, f=f: base_config(p, f, s).with_overrides(
                 method="generation", method_options={"distortion": p.distortion})
+    for f in p.curve_fractions:
+        arms[arm_name("ours", f)] = lambda s, f=f: ours_config(p, f, s)
     for f in p.ablation_fractions:
         for a in p.ablations:
             sc, te, ti = ABLATIONS[a]
