@@ -147,8 +147,11 @@ def chain(config: RunConfig) -> list[RunConfig]:
     from ..methods.clustering_correspondence import ClusteringCorrespondence as CC
     from ..config import run_config_from_dict
 
-    if config.method == "self_training":
-        return [config]  # trains its earlier rounds through the store
+    if config.method == "self_training":  # the template arm: detector rounds, then landmark rounds
+        from ..methods.self_training import previous_config
+
+        prev = previous_config(config)
+        return ([] if prev is None else chain(prev)) + [config]
     if config.method == "clustering_landmarks":
         t = run_config_from_dict(config.method_options["teacher"])
         return chain(t) + [config]
