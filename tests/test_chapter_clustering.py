@@ -16,13 +16,23 @@ def test_params_load_and_grid_builds(profile):
     g = chapter_grid("clustering", p)
     assert g and all(c.method in ("clustering_correspondence", "clustering_landmarks", "self_training") for c in g)
     # the template arm: the self-training method on this chapter's data, scored by stage 2's protocol
-    tmpl = [c for c in g if c.method == "self_training"]
+    from landmark_study.runs import run_key
+
+    tmpl = chapter_arms("clustering", p)["template"]
     assert len(tmpl) == len(p.seeds) and {c.seed for c in tmpl} == set(p.seeds)
     stage1 = next(c for c in g if c.method == "clustering_correspondence")
+    keys = [run_key(c) for c in g]
     for c in tmpl:
         assert c.data == stage1.data and c.method_options["clustering_protocol"] is True
         assert c.method_options["stage"] == "landmarks"
         assert c.method_options["reg_images"] == min(p.n_regress, p.n_train)
+        # its whole chain is in the grid, every round after the one it learns from
+        from landmark_study.methods.self_training import previous_config
+
+        cur = c
+        while (prev := previous_config(cur)) is not None:
+            assert keys.index(run_key(prev)) < keys.index(run_key(cur))
+            cur = prev
     g = [c for c in g if c.method != "self_training"]
     # dependencies come first: every round r > 0 appears after a round r - 1
     rounds = [c.method_options.get("round", 99) for c in g]
