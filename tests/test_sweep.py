@@ -74,3 +74,18 @@ def test_status_prefers_the_sweep_that_trained_the_whole_grid():
     assert _representative([whole, part]) is whole
     assert _representative([part]) is part
     assert _representative([]) is None
+
+
+def test_budget_lines_hold_costs_against_the_budgets():
+    from landmark_study.book import budget_lines
+
+    costs = {"a": {"runs": 4, "stored": 4, "scratch_s": 40 * 60, "workers": 2, "scratch_basis": "x"},
+             "b": {"runs": 3, "stored": 2, "scratch_s": 50 * 60, "workers": 1, "scratch_basis": "y"},
+             "c": {}}
+    lines = budget_lines(costs, build_s=120.0, quick_s=20 * 60)
+    assert lines[0].startswith("- a: full profile from scratch about 40.0 min on 2 worker(s) (x): within")
+    assert "(y; 1 of 3 runs not stored)" in lines[1] and "**over** the 45-minute budget" in lines[1]
+    assert "about 1.50 h, within the 5-hour budget" in lines[2]
+    assert "2.0 min, within the 10-minute budget" in lines[3]
+    assert "20.0 min, **over** the 15-minute budget" in lines[4]
+    assert len(lines) == 5

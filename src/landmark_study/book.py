@@ -153,8 +153,57 @@ def training_cost(chapter: str, profile: str = "full") -> dict[str, object]:
     from .sweep import sweep_records
 
     sweeps = [r for r in sweep_records(store.root) if r.get("chapter") == chapter and r.get("trained")]
+    workers = int(getattr(params, "workers", 1) or 1)
+    last = _representative(sweeps)
+    # from scratch: the last sweep that trained the whole grid, plus the runs trained after it (their
+    # summed wall times over the workers); without such a sweep, every stored run that way
+    whole = last if last and not last.get("cached") and not last.get("failed") else None
+    later = [r for r in found if whole is None or str(r.provenance.get("time", "")) > str(whole.get("finished", ""))]
+    scratch = (float(whole["wall_s"]) if whole else 0.0) + sum(
+        float(r.provenance.get("wall_time_s") or 0.0) for r in later) / workers
     return {"runs": len(grid), "stored": len(found), "seeds": len(params.seeds), "train_s": wall,
-            "peak_rss_mb": max(rss) if rss else None, "last_sweep": _representative(sweeps)}
+            "workers": workers, "scratch_s": scratch, "scratch_basis": (
+                f"the whole-grid sweep of {whole['finished'][:10]} + {len(later)} later run(s)" if whole
+                else f"{len(later)} stored runs' wall times over {workers} worker(s)"),
+            "peak_rss_mb": max(rss) if rss else None, "last_sweep": last}
+
+
+#: the budgets of the performance issue (this 2-core CPU)
+CHAPTER_BUDGET_S = 45 * 60
+BOOK_BUDGET_S = 5 * 3600
+BUILD_BUDGET_S = 10 * 60
+QUICK_BUDGET_S = 15 * 60
+
+
+def budget_lines(costs: dict[str, dict], build_s: float | None = None, quick_s: float | None = None) -> list[str]:
+    """Markdown bullets holding the measured costs against the budgets. A chapter's full profile
+    from scratch is :func:`training_cost`'s ``scratch_s``: the wall time of its last whole-grid
+    sweep plus the runs trained since (their wall times over the workers: timed side by side,
+    they carry the contention already), or all its runs that way when no sweep trained the
+    whole grid (an over-estimate where runs trained their own dependencies)."""
+    def mark(ok: bool) -> str:
+        return "within" if ok else "**over**"
+
+    lines, total = [], 0.0
+    for name, c in costs.items():
+        if not c or not c.get("runs"):
+            continue
+        est = float(c["scratch_s"])
+        total += est
+        note = "" if c["stored"] == c["runs"] else f"; {c['runs'] - c['stored']} of {c['runs']} runs not stored"
+        lines.append(f"- {name}: full profile from scratch about {est / 60:.1f} min on {c.get('workers', 1)} "
+                     f"worker(s) ({c['scratch_basis']}{note}): {mark(est <= CHAPTER_BUDGET_S)} the "
+                     f"{CHAPTER_BUDGET_S // 60}-minute budget.")
+    if lines:
+        lines.append(f"- The whole book from scratch: about {total / 3600:.2f} h, {mark(total <= BOOK_BUDGET_S)} "
+                     f"the {BOOK_BUDGET_S // 3600}-hour budget.")
+    if build_s is not None:
+        lines.append(f"- This build executed its chapters in {build_s / 60:.1f} min, {mark(build_s <= BUILD_BUDGET_S)} "
+                     f"the {BUILD_BUDGET_S // 60}-minute budget for `make book` from committed results.")
+    if quick_s is not None:
+        lines.append(f"- Every chapter at the quick profile (`bench --chapters`): {quick_s / 60:.1f} min, "
+                     f"{mark(quick_s <= QUICK_BUDGET_S)} the {QUICK_BUDGET_S // 60}-minute budget.")
+    return lines
 
 
 def _representative(sweeps: list[dict]) -> dict | None:
@@ -206,14 +255,24 @@ def write_status(statuses: list[ChapterStatus], path: Path) -> None:
              "| chapter | profile | execution time | result | full-profile runs stored | seeds | "
              "full-profile training | full sweep (wall time) | peak memory |",
              "|---|---|---|---|---|---|---|---|---|"]
+    costs = {s.name: training_cost(s.name, "full") for s in statuses}
     for s in statuses:
-        c = training_cost(s.name, "full")
+        c = costs[s.name]
         runs = f"{c['stored']}/{c['runs']}" if c else "–"
         train = f"{c['train_s'] / 60:.1f} min" if c and c["runs"] else "–"
         rss = f"{c['peak_rss_mb']:.0f} MiB" if c and c.get("peak_rss_mb") else "–"
         lines.append(f"| [{s.name}]({s.name}.ipynb) | {s.profile} | {s.seconds:.1f} s | "
                      f"{'ok' if s.ok else 'FAILED'} | {runs} | {c.get('seeds', '–') if c else '–'} | {train} | "
                      f"{_sweep_cell(c.get('last_sweep') if c else None)} | {rss} |")
+    quick_s = None
+    bench = REPO_ROOT / "book" / "results" / "bench.json"
+    if bench.exists():
+        rows = json.loads(bench.read_text()).get("chapters_quick") or []
+        quick_s = sum(float(r.get("seconds") or 0) for r in rows) if rows else None
+    full = all(s.profile == "full" for s in statuses)
+    lines += ["", "## Budgets", "",
+              *budget_lines(costs,
+                            sum(s.seconds for s in statuses) if full else None, quick_s)]
     lines += ["", "## Environment", "", "| | |", "|---|---|"]
     lines += [f"| {k} | {v} |" for k, v in _environment().items()]
     lines += ["", "## Benchmarks", "", *_bench_markdown()]
