@@ -49,6 +49,8 @@ class ClusteringParams(ChapterParams):
     data_name: str = spec("faces")
     template: bool = spec(True, help="also run the self-training chapter's template method (thesis ch. 4) on this "
                                      "chapter's data: its recipe from params/self_training/<profile>.yaml")
+    template_rounds: int | None = spec(None, range=(1, 50),
+                                       help="landmark rounds of the template arm; None = the recipe's landmark_rounds")
 
 
 AUGMENT = AugmentConfig(rotation=15.0, scale=(0.9, 1.1), translation=0.05, flip=0.0)
@@ -119,7 +121,8 @@ def arms(p: ClusteringParams) -> dict[str, list[RunConfig]]:
 def template_params(p: ClusteringParams):
     """The self-training chapter's parameters at this profile, moved onto this chapter's data:
     same dataset, size, splits, seeds and regressor images; the recipe (rounds, steps, model,
-    threshold, distillation) and the template's K stay the self-training chapter's."""
+    threshold, distillation) and the template's K stay the self-training chapter's, and so do
+    its landmark rounds unless ``template_rounds`` says otherwise."""
     from ..config import ConfigError, load_chapter_params, load_yaml
     from ..paths import REPO_ROOT
 
@@ -130,6 +133,8 @@ def template_params(p: ClusteringParams):
     values = load_yaml(path)
     values.update(dataset=p.data_name, yaw=None, size=p.size, n_train=p.n_train, n_val=p.n_val,
                   seeds=list(p.seeds), reg_images=min(p.n_regress, p.n_train))
+    if p.template_rounds is not None:
+        values["landmark_rounds"] = p.template_rounds
     return load_chapter_params("self_training", values, f"{path} (moved onto the clustering data)")
 
 
