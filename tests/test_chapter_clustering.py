@@ -72,3 +72,18 @@ def test_template_arm_can_be_switched_off():
     p2 = replace(p, template=False)
     assert "template" not in chapter_arms("clustering", p2)
     assert all(c.method != "self_training" for c in chapter_grid("clustering", p2))
+
+
+def test_init_arms_change_only_the_initial_detector():
+    from dataclasses import replace
+
+    p = load_chapter_params("clustering", ROOT / "params" / "clustering" / "full.yaml")
+    p = replace(p, init="orb", init_arms=("sift", "orb", "gftt"))
+    arms = chapter_arms("clustering", p)
+    assert "init_orb" not in arms  # the main arm already starts from ORB
+    for name in ("sift", "gftt"):
+        for c, ref in zip(arms[f"init_{name}"], arms["tpami"]):
+            assert c.method_options["init"] == name
+            assert {k: v for k, v in c.method_options.items() if k != "init"} == \
+                {k: v for k, v in ref.method_options.items() if k != "init"}
+            assert c.data == ref.data and c.train == ref.train and c.seed == ref.seed

@@ -36,6 +36,9 @@ class ClusteringParams(ChapterParams):
     stage2_steps: int = spec(400, range=(1, None))
     init: str = spec("orb", choices=("orb", "sift", "gftt"))
     init_points: int = spec(20, range=(1, 500))
+    init_arms: tuple[str, ...] = spec((), choices=("orb", "sift", "gftt"),
+                                      help="other classical initialisations, one stage-1 arm init_<name> each "
+                                           "(TPAMI Table 1 / thesis Table 6.2)")
     num_landmarks: int = spec(20, range=(1, 1000), help="K")
     num_clusters: int = spec(80, range=(1, 100_000), help="M of the main arm")
     m_small: int = spec(20, range=(1, 100_000), help="M of the M = K arm")
@@ -107,6 +110,9 @@ def arms(p: ClusteringParams) -> dict[str, list[RunConfig]]:
     out: dict[str, list[RunConfig]] = {}
     for name, opts in STAGE1_ARMS.items():
         out[name] = [_stage1(p, s, **opts) for s in p.seeds]
+    for name in p.init_arms:
+        if name != p.init:
+            out[f"init_{name}"] = [_stage1(p, s, init=name) for s in p.seeds]
     out["m_equal_k"] = [_stage1(p, s, num_clusters=p.m_small) for s in p.seeds]
     out["m_large"] = [_stage1(p, s, num_clusters=p.m_large) for s in p.seeds]
     for f in p.noise_fractions:
