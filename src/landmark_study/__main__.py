@@ -10,6 +10,7 @@ Commands
   bench [--json] [--quick] [--save] [--chapters]       performance figures
   claims [--chapter NAME] [--profile P] [--format table|csv|json]   paper-vs-ours verdicts
   profile CHAPTER [--profile full] [--steps N] [--method M ...] [--json] [--save]   where training time goes
+  verify CHAPTER [--profile full] [--runs N] [--key K ...]   retrain stored runs from scratch, compare results
 """
 
 from __future__ import annotations
@@ -91,6 +92,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--json", action="store_true")
     p.add_argument("--save", action="store_true", help="merge into book/results/profile.json (the status page shows it)")
 
+    p = sub.add_parser("verify", help="retrain stored runs from scratch in a throwaway store and compare")
+    p.add_argument("chapter")
+    p.add_argument("--profile", default="full", choices=("quick", "full", "paper"))
+    p.add_argument("--runs", type=int, default=3, help="how many runs (the cheapest stored ones)")
+    p.add_argument("--key", nargs="+", help="these run keys instead")
+    p.add_argument("--scratch", help="folder for the retrained runs (default: a new temporary folder)")
+
     args = ap.parse_args(argv)
     try:
         if args.cmd == "run":
@@ -112,6 +120,12 @@ def main(argv: list[str] | None = None) -> int:
             for k, err in rep.failed.items():
                 print(f"  failed {k}: {err}")
             return 1 if rep.failed else 0
+        elif args.cmd == "verify":
+            from .verify import report, verify_chapter
+
+            rows = verify_chapter(args.chapter, args.profile, args.runs, args.key, args.scratch)
+            print(report(rows))
+            return 0 if all(r["identical"] for r in rows) else 1
         elif args.cmd == "chapter":
             from .book import execute_chapter
 
