@@ -46,6 +46,7 @@ from landmark_study.chapters import chapter_grid
 from landmark_study.chapters.clustering import STAGE1_ARMS, arms, chain
 from landmark_study.config import notebook_params
 from landmark_study.data.synthetic import get_dataset
+from landmark_study.metrics import ced
 from landmark_study.runs import chapter_store, run_key
 from landmark_study.sweep import run_grid
 
@@ -111,6 +112,12 @@ def _results(name):
         if r is not None:
             out.append(r)
     return out
+
+
+def _ced(r, max_error=0.5):
+    """CED (thresholds, share of test images) of a run's per-image forward NME; None without it."""
+    e = [v for v in r.final.get("fnme_per_image") or [] if v is not None]
+    return ced(np.asarray(e, float), max_error=max_error) if e else None
 
 
 rows = []
@@ -252,12 +259,10 @@ fig, ax = plt.subplots(figsize=(5.5, 3.5))
 drawn = False
 for name, style in (("stage2", "-"), ("stage2_no_flip_train", "--")):
     for i, r in enumerate(_results(name)):
-        e = np.array([v for v in r.final.get("fnme_per_image") or [] if v is not None])
-        if not len(e):
+        curve = _ced(r)
+        if curve is None:
             continue
-        x = np.sort(e)
-        ax.plot(x, np.arange(1, len(x) + 1) / len(x), style, color=plt.cm.tab10(i),
-                label=f"{name}, seed {r.config['seed']}")
+        ax.plot(*curve, style, color=plt.cm.tab10(i), label=f"{name}, seed {r.config['seed']}")
         drawn = True
 if drawn:
     ax.set_xlim(0, 0.5)
@@ -308,11 +313,9 @@ if len(cmp) and (cmp.method == "template").any():
     fig, ax = plt.subplots(figsize=(5.5, 3.5))
     for name, color in (("stage2", "C0"), ("template", "C3")):
         for i, r in enumerate(_results(name)):
-            e = np.array([v for v in r.final.get("fnme_per_image") or [] if v is not None])
-            if len(e):
-                x = np.sort(e)
-                ax.plot(x, np.arange(1, len(x) + 1) / len(x), color=color, alpha=0.8,
-                        label=name if i == 0 else None)
+            curve = _ced(r)
+            if curve is not None:
+                ax.plot(*curve, color=color, alpha=0.8, label=name if i == 0 else None)
     ax.set_xlim(0, 0.5)
     ax.set_xlabel("forward NME (normalised by sqrt(wh))")
     ax.set_ylabel("share of test images")

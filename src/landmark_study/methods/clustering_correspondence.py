@@ -77,8 +77,10 @@ def sqrt_wh(ds: ArrayDataset) -> np.ndarray:
     return np.sqrt(np.clip(w * h, 1e-6, None)).astype(np.float64)
 
 
-def _regression_metrics(disc_tr, gt_tr: ArrayDataset, disc_te, gt_te: ArrayDataset, n_regress: int,
-                        seed: int, fill: str) -> dict[str, float]:
+def regression_metrics(disc_tr, gt_tr: ArrayDataset, disc_te, gt_te: ArrayDataset, n_regress: int,
+                       seed: int, fill: str) -> dict[str, float]:
+    """The clustering chapter's forward/backward NME protocol (sqrt(wh) normaliser, 5 repeats,
+    ``fill`` for missing training landmarks), shared with the template method's evaluation."""
     from ..metrics import backward_nme, forward_nme
 
     out: dict[str, float] = {}
@@ -425,7 +427,7 @@ class ClusteringCorrespondence(Method):
         disc_tr = self.landmark_points(det_tr, res.landmark_labels)
         det_te = self.detect_and_describe(ds.images)
         disc_te = self.landmark_points(det_te)
-        out.update(_regression_metrics(disc_tr, ref, disc_te, ds, o.n_regress, self.config.seed, "svt"))
+        out.update(regression_metrics(disc_tr, ref, disc_te, ds, o.n_regress, self.config.seed, "svt"))
         out["ppe"] = float(np.isfinite(disc_te).all(-1).sum(1).mean())
         out["detections_per_image"] = float(len(det_te["ids"]) / max(len(ds), 1))
         radius = o.nmi_radius * max(self.image_size)
@@ -733,7 +735,7 @@ class ClusteringLandmarks(HeatmapMethod):
         ref = self._reference
         out: dict[str, Any] = {}
         for tag, ft in (("noflip", False), ("flip", True)):
-            r = _regression_metrics(self._predict_set(ref, ft), ref, self._predict_set(ds, ft), ds,
+            r = regression_metrics(self._predict_set(ref, ft), ref, self._predict_set(ds, ft), ds,
                                     self.options.n_regress, self.config.seed, "mean")
             out[f"fnme_{tag}"], out[f"bnme_{tag}"] = r["fnme"], r["bnme"]
             if ft == self.options.flip_test:

@@ -622,10 +622,10 @@ class SelfTraining(_DetectorBase):
         b = backward_nme(d_tr, tr.keypoints, d_te, ds.keypoints, norm, n_train=n_reg, repeats=o.reg_repeats, seed=0)
         out["forward_nme"], out["backward_nme"] = f["mean"], b["mean"]
         if o.clustering_protocol:
-            from .clustering_correspondence import _regression_metrics
+            from .clustering_correspondence import regression_metrics
 
             # every channel's argmax, unthresholded, as stage 2 reports its landmarks
-            out.update(_regression_metrics(p_tr, tr, p_te, ds, n_reg, self.config.seed, "mean"))
+            out.update(regression_metrics(p_tr, tr, p_te, ds, n_reg, self.config.seed, "mean"))
             out["ppe"] = float(self.spec.num_keypoints)  # points per image, as stage 2 reports it
         out["detected_fraction"] = float(np.isfinite(d_te).all(-1).mean())
         rad = _radius(self.config, o)
