@@ -71,3 +71,13 @@ def test_chapters_quick_times_each_notebook_in_its_own_empty_store(tmp_path, mon
     assert os.environ["LANDMARK_STUDY_QUICK_STORE"] == "/keep/me"  # the caller's setting is restored
     lines = bench.budget_lines({"quick_book_minutes": res["quick_book_minutes"]})
     assert lines == [f"- `quick_book_minutes` = {res['quick_book_minutes']} (budget < 15.0): met"]
+
+
+def test_speed_probe_times_a_single_threaded_step_and_restores_the_threads():
+    import torch
+
+    before = torch.get_num_threads()
+    ms = bench.speed_probe(steps=2, warmup=1, size=32, batch=2)
+    assert isinstance(ms, float) and 0.0 < ms < 60_000.0
+    assert torch.get_num_threads() == before
+    assert bench.REFERENCE_PROBE_MS > 0

@@ -82,6 +82,24 @@ def test_ablation_fractions_must_be_label_fractions():
         load_chapter_params("sc_ti_te", {"label_fractions": [0.05], "ablation_fractions": [0.1]})
 
 
+def test_table34_fractions_place_the_table3_and_table4_arms():
+    from landmark_study.config import ConfigError
+
+    base = {"label_fractions": [0.01, 0.05], "ablation_fractions": [0.01, 0.05], "ablations": ["sc"],
+            "gt_ablation": True, "unlabeled_fractions": [0.1]}
+    # default: the Table 3/4 arms follow the ablation fractions
+    arms = chapter_arms("sc_ti_te", load_chapter_params("sc_ti_te", base))
+    assert {"no_gt@1%", "no_gt@5%", "unl10%@1%", "unl10%@5%", "sc@1%", "sc@5%"} <= set(arms)
+    # narrowed: Table 2 at both fractions, Tables 3 and 4 at 1% only
+    arms = chapter_arms("sc_ti_te", load_chapter_params("sc_ti_te", {**base, "table34_fractions": [0.01]}))
+    assert {"no_gt@1%", "unl10%@1%", "sc@1%", "sc@5%"} <= set(arms)
+    assert not {"no_gt@5%", "unl10%@5%"} & set(arms)
+    c = arms["unl10%@1%"][0]
+    assert c.data.label_fraction == 0.01 and c.options().unlabeled_fraction == 0.1
+    with pytest.raises(ConfigError, match="table34_fractions"):
+        load_chapter_params("sc_ti_te", {**base, "table34_fractions": [0.2]})
+
+
 def test_curve_fractions_add_supervised_and_ours_only():
     from landmark_study.config import ConfigError
 

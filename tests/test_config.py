@@ -92,6 +92,17 @@ def test_notebook_params_catch_injected_typo():
         notebook_params("datasets", ns, before)
 
 
+def test_notebook_params_refuse_a_parameter_shadowed_by_an_earlier_name():
+    def steps():  # e.g. a function imported before the parameters cell under a parameter's name
+        return 0
+
+    ns = {"steps": steps}
+    before = set(ns)
+    ns.update({"profile": "quick", "steps": 5})  # the parameters cell rebinds it
+    with pytest.raises(ConfigError, match=r"\['steps'\] exist before the parameters cell"):
+        notebook_params("datasets", ns, before)
+
+
 def test_every_committed_params_file_is_valid():
     root = Path(__file__).resolve().parents[1] / "params"
     files = [p for p in root.glob("*/*.yaml") if p.parent.name != "claims"]

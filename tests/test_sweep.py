@@ -89,3 +89,55 @@ def test_budget_lines_hold_costs_against_the_budgets():
     assert "2.0 min, within the 10-minute budget" in lines[3]
     assert "20.0 min, **over** the 15-minute budget" in lines[4]
     assert len(lines) == 5
+
+
+def test_budget_lines_scale_a_sweep_to_the_reference_machine_speed():
+    from landmark_study.bench import REFERENCE_PROBE_MS
+    from landmark_study.book import budget_lines
+
+    # measured 60 min on a machine 1.5x slower than the reference: 40 min at reference speed
+    costs = {"a": {"runs": 4, "stored": 4, "scratch_s": 60 * 60, "scratch_ref_s": 40 * 60,
+                   "speed_probe_ms": 1.5 * REFERENCE_PROBE_MS, "workers": 2, "scratch_basis": "x"}}
+    line = budget_lines(costs)[0]
+    assert line.startswith("- a: full profile from scratch about 40.0 min on 2 worker(s)")
+    assert f"measured 60.0 min on a machine whose speed probe took {1.5 * REFERENCE_PROBE_MS:.1f} ms/step" in line
+    assert line.endswith("within the 45-minute budget.")
+    # without a probe the measured time is the estimate
+    costs["a"].pop("speed_probe_ms")
+    costs["a"].pop("scratch_ref_s")
+    assert "about 60.0 min" in budget_lines(costs)[0] and "**over**" in budget_lines(costs)[0]
+
+
+def test_training_cost_scales_only_a_probed_sweep(tmp_path, monkeypatch):
+    import json
+
+    from landmark_study import book
+    from landmark_study.bench import REFERENCE_PROBE_MS
+    from landmark_study.sweep import SWEEP_LOG
+
+    params = tmp_path / "params" / "sc_ti_te"
+    params.mkdir(parents=True)
+    store = tmp_path / "store"
+    store.mkdir()
+    (params / "full.yaml").write_text(f"profile: full\nseeds: [0]\nstore: {store}\nworkers: 2\n")
+    monkeypatch.setattr(book, "params_file", lambda chapter, profile: params / f"{profile}.yaml")
+    rec = {"chapter": "sc_ti_te", "runs": 9, "trained": 9, "cached": 0, "failed": 0, "wall_s": 1200.0,
+           "finished": "2999-01-01T00:00:00Z"}
+    (store / SWEEP_LOG).write_text(json.dumps(rec) + "\n")
+    c = book.training_cost("sc_ti_te")
+    assert c["scratch_s"] == c["scratch_ref_s"] == 1200.0 and c["speed_probe_ms"] is None
+    (store / SWEEP_LOG).write_text(json.dumps({**rec, "speed_probe_ms": 2 * REFERENCE_PROBE_MS}) + "\n")
+    c = book.training_cost("sc_ti_te")
+    assert c["scratch_s"] == 1200.0 and c["scratch_ref_s"] == pytest.approx(600.0)
+
+
+def test_record_sweep_keeps_the_speed_probe(tmp_path):
+    from landmark_study.runs import ResultsStore
+    from landmark_study.sweep import SweepReport, record_sweep, sweep_records
+
+    store = ResultsStore(tmp_path)
+    record_sweep(store, chapter="c", profile="full", params_file="p", report=SweepReport(results=[]), wall_s=1.0,
+                 workers=1, speed_probe_ms=51.912)
+    record_sweep(store, chapter="c", profile="full", params_file="p", report=SweepReport(results=[]), wall_s=1.0, workers=1)
+    a, b = sweep_records(tmp_path)
+    assert a["speed_probe_ms"] == 51.91 and "speed_probe_ms" not in b

@@ -80,6 +80,68 @@ def loop_overhead(size: int = 64, steps: int = 30, warmup: int = 5, batch: int =
             "bare_ms_per_step": round(bare_ms, 2), "overhead": round(loop_ms / bare_ms - 1.0, 4)}
 
 
+#: :func:`speed_probe` on the machine that timed the full-profile sweeps of 2026-11-22 (every
+#: chapter but sc_ti_te's 2026-12-05 sweep): the reference speed of the chapter budgets. That machine
+#: is gone, so the value is derived: the probe on the 2026-12-05 machine (51.9 ms/step, median of
+#: 5 probes on the idle machine right after its sweep) divided by 1.364, the ratio of the wall times of the 57 sc_ti_te runs that both
+#: machines trained with identical configs and identical results (6120 s vs 4486 s, side by side
+#: on 2 workers both times).
+REFERENCE_PROBE_MS = 38.1
+
+
+def speed_probe(steps: int = 20, warmup: int = 3, size: int = 64, batch: int = 16) -> float:
+    """Median milliseconds per training step of one fixed workload on one thread: the supervised
+    method with the ``hrnet_small`` network (width 16, heatmaps at stride 2) on ``figures`` at
+    ``size``, ``batch`` images per step (sampling, augmentation, forward, backward, Adam step).
+    A machine-speed yardstick recorded with every sweep, so that wall times measured on
+    different machines can be held against one budget."""
+    import torch
+
+    from .config import RunConfig
+    from .data.synthetic import get_dataset
+    from .methods import get_method
+    from .train import _Tensors, _WithReplacement, build_optimizer
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        ds = get_dataset("figures", "train", n=64, seed=0, size=size)
+        cfg = RunConfig().with_overrides(**{
+            "data.size": size, "train.batch_size": batch, "model.name": "hrnet_small", "model.width": 16,
+            "model.heatmap_stride": 2})
+        torch.manual_seed(0)
+        method = get_method("supervised")(cfg, ds.spec, ds.image_size, torch.device("cpu"),
+                                          torch.Generator().manual_seed(0))
+        opt = build_optimizer(cfg, method.parameters())
+        t = _Tensors(ds, torch.device("cpu"))
+        sampler = _WithReplacement(t.n, batch, 1)
+        times = []
+        for i in range(steps + warmup):
+            t0 = time.perf_counter()
+            loss = method.training_step(t.batch(sampler.next()), None, i)["sup"]
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            if i >= warmup:
+                times.append(time.perf_counter() - t0)
+    finally:
+        torch.set_num_threads(threads)
+    return round(1000.0 * float(np.median(times)), 2)
+
+
+def speed_probe_subprocess(**kw: Any) -> float | None:
+    """:func:`speed_probe` in a fresh single-threaded interpreter; None if it fails (a sweep goes on)."""
+    code = (f"import json; from landmark_study import bench; "
+            f"print('PROBE' + json.dumps(bench.speed_probe(**json.loads({json.dumps(json.dumps(kw))}))))")
+    env = dict(os.environ, CI="1", OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
+    try:
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
+        line = next(l for l in out.stdout.splitlines() if l.startswith("PROBE"))
+        return float(json.loads(line[5:]))
+    except (StopIteration, subprocess.TimeoutExpired, ValueError, OSError):
+        return None
+
+
 def data_throughput(size: int = 64, n: int = 500, batch: int = 32, unlabeled_batch: int = 32,
                     ms_per_step: float | None = None) -> dict[str, Any]:
     from .data.synthetic import generation_speed, get_dataset

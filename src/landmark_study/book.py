@@ -159,10 +159,18 @@ def training_cost(chapter: str, profile: str = "full") -> dict[str, object]:
     # summed wall times over the workers); without such a sweep, every stored run that way
     whole = last if last and not last.get("cached") and not last.get("failed") else None
     later = [r for r in found if whole is None or str(r.provenance.get("time", "")) > str(whole.get("finished", ""))]
-    scratch = (float(whole["wall_s"]) if whole else 0.0) + sum(
-        float(r.provenance.get("wall_time_s") or 0.0) for r in later) / workers
+    later_s = sum(float(r.provenance.get("wall_time_s") or 0.0) for r in later) / workers
+    scratch = (float(whole["wall_s"]) if whole else 0.0) + later_s
+    # the sweep's wall time at the reference machine speed, where the sweep recorded its machine's
+    # speed probe (sweeps without one ran on the reference machine)
+    from .bench import REFERENCE_PROBE_MS
+
+    probe = float(whole["speed_probe_ms"]) if whole and whole.get("speed_probe_ms") else None
+    scratch_ref = (float(whole["wall_s"]) * REFERENCE_PROBE_MS / probe if whole and probe else
+                   scratch - later_s) + later_s
     return {"runs": len(grid), "stored": len(found), "seeds": len(params.seeds), "train_s": wall,
-            "workers": workers, "scratch_s": scratch, "scratch_basis": (
+            "workers": workers, "scratch_s": scratch, "scratch_ref_s": scratch_ref, "speed_probe_ms": probe,
+            "scratch_basis": (
                 f"the whole-grid sweep of {whole['finished'][:10]} + {len(later)} later run(s)" if whole
                 else f"{len(later)} stored runs' wall times over {workers} worker(s)"),
             "peak_rss_mb": max(rss) if rss else None, "last_sweep": last}
@@ -180,7 +188,9 @@ def budget_lines(costs: dict[str, dict], build_s: float | None = None, quick_s: 
     from scratch is :func:`training_cost`'s ``scratch_s``: the wall time of its last whole-grid
     sweep plus the runs trained since (their wall times over the workers: timed side by side,
     they carry the contention already), or all its runs that way when no sweep trained the
-    whole grid (an over-estimate where runs trained their own dependencies)."""
+    whole grid (an over-estimate where runs trained their own dependencies). Where that sweep
+    recorded its machine's speed probe, its wall time is scaled to the reference machine
+    (``scratch_ref_s``; :data:`landmark_study.bench.REFERENCE_PROBE_MS`) and the line says both."""
     def mark(ok: bool) -> str:
         return "within" if ok else "**over**"
 
@@ -188,9 +198,15 @@ def budget_lines(costs: dict[str, dict], build_s: float | None = None, quick_s: 
     for name, c in costs.items():
         if not c or not c.get("runs"):
             continue
-        est = float(c["scratch_s"])
+        est = float(c.get("scratch_ref_s", c["scratch_s"]))
         total += est
         note = "" if c["stored"] == c["runs"] else f"; {c['runs'] - c['stored']} of {c['runs']} runs not stored"
+        probe = c.get("speed_probe_ms")
+        if probe:
+            from .bench import REFERENCE_PROBE_MS
+
+            note += (f"; measured {float(c['scratch_s']) / 60:.1f} min on a machine whose speed probe took "
+                     f"{probe:.1f} ms/step, scaled to the reference {REFERENCE_PROBE_MS:.1f} ms/step")
         lines.append(f"- {name}: full profile from scratch about {est / 60:.1f} min on {c.get('workers', 1)} "
                      f"worker(s) ({c['scratch_basis']}{note}): {mark(est <= CHAPTER_BUDGET_S)} the "
                      f"{CHAPTER_BUDGET_S // 60}-minute budget.")

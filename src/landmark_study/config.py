@@ -368,6 +368,13 @@ def notebook_params(chapter: str, namespace: Mapping[str, Any], before: set[str]
     cell; every new public global is taken as a parameter, so a misspelt key in
     ``papermill -p`` or ``-f`` is caught instead of silently ignored.
     """
+    import dataclasses as _dc
+
+    fields = {f.name for f in _dc.fields(chapter_params_class(chapter))}
+    clash = sorted(fields & set(before))
+    if clash:  # the parameters cell would rebind them, and they would be skipped as pre-existing names
+        raise ConfigError(f"{chapter} notebook: {clash} exist before the parameters cell (an import?) and "
+                          f"share a name with chapter parameters, which would then be ignored; rename them")
     values = {
         k: v for k, v in namespace.items()
         if k not in before and not k.startswith("_") and k not in _IPYTHON_NAMES

@@ -104,8 +104,10 @@ def run_grid(configs: Sequence[RunConfig], store: ResultsStore, *, workers: int 
 
 
 def sweep_params_file(path: str | Path, *, workers: int | None = None, scheduler: str | None = None,
-                      store_root: str | None = None) -> SweepReport:
-    """Run a chapter's grid from its params file (the chapter is the file's folder name)."""
+                      store_root: str | None = None, probe_speed: bool = True) -> SweepReport:
+    """Run a chapter's grid from its params file (the chapter is the file's folder name). When
+    something is to be trained, the machine's speed (:func:`landmark_study.bench.speed_probe`)
+    is measured first and recorded with the sweep."""
     from .chapters import chapter_grid
     from .config import load_chapter_params
     from .runs import default_store
@@ -117,10 +119,15 @@ def sweep_params_file(path: str | Path, *, workers: int | None = None, scheduler
     store = ResultsStore(store_root) if store_root else (
         ResultsStore(params.store) if params.store else default_store(params.profile))
     n_workers = workers or params.workers
+    probe = None
+    if probe_speed and any(store.get(run_key(c)) is None for c in configs):
+        from .bench import speed_probe_subprocess
+
+        probe = speed_probe_subprocess()  # before the workers start: the machine's speed, idle
     t0 = time.time()
     report = run_grid(configs, store, workers=n_workers, scheduler=scheduler)
     record_sweep(store, chapter=chapter, profile=params.profile, params_file=str(path), report=report,
-                 wall_s=time.time() - t0, workers=n_workers, scheduler=scheduler)
+                 wall_s=time.time() - t0, workers=n_workers, scheduler=scheduler, speed_probe_ms=probe)
     return report
 
 
@@ -128,9 +135,11 @@ SWEEP_LOG = "sweeps.jsonl"  # not *.json: the store lists runs by that suffix
 
 
 def record_sweep(store: ResultsStore, *, chapter: str, profile: str, params_file: str, report: SweepReport,
-                 wall_s: float, workers: int, scheduler: str | None = None) -> dict[str, Any]:
+                 wall_s: float, workers: int, scheduler: str | None = None,
+                 speed_probe_ms: float | None = None) -> dict[str, Any]:
     """Append one line about a finished sweep to ``<store>/sweeps.jsonl`` (wall time as measured,
-    how many runs were trained, cached or failed, on what machine) for the status page."""
+    how many runs were trained, cached or failed, on what machine and, when measured, that
+    machine's :func:`~landmark_study.bench.speed_probe`) for the status page."""
     import json
     import platform
 
@@ -139,6 +148,8 @@ def record_sweep(store: ResultsStore, *, chapter: str, profile: str, params_file
            "failed": len(report.failed), "wall_s": round(float(wall_s), 1), "workers": int(workers),
            "scheduler": scheduler, "cpu_cores": os.cpu_count(), "machine": platform.machine(),
            "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    if speed_probe_ms is not None:
+        rec["speed_probe_ms"] = round(float(speed_probe_ms), 2)
     store.root.mkdir(parents=True, exist_ok=True)
     with open(store.root / SWEEP_LOG, "a") as f:
         f.write(json.dumps(rec) + "\n")

@@ -1,9 +1,11 @@
 """The sc_ti_te chapter: Moskvyak et al. 2021 (semantic consistency, transformation
 invariance and equivariance) on ``figures``.
 
-Runs: Table 1 analogue (supervised, pseudo-labels, ELT, ours) at every label
-fraction; Table 2 ablation (subsets of SC/TE/TI), Table 4 (without ground-truth
-heatmaps) and Table 3 (a share of the unlabeled pool) at the ablation fractions.
+Runs: Table 1 analogue (supervised, pseudo-labels, ELT, Gen, ours) at every label
+fraction (and the supervised baseline and ours at the curve fractions); Table 2
+ablation (subsets of SC/TE/TI) at the ablation fractions; Table 4 (without
+ground-truth heatmaps) and Table 3 (a share of the unlabeled pool) at the Table 3/4
+fractions (by default the ablation fractions); Fig. 3 at the first ablation fraction.
 Every run of one seed shares data, model, schedule and batch composition (the
 labeled batch is the same size for every method; methods that use unlabeled
 images add an unlabeled batch of the same size, the paper's 50/50).
@@ -35,7 +37,10 @@ BASELINES = ("pl", "elt", "gen")
 class ScTiTeParams(ChapterParams):
     label_fractions: tuple[float, ...] = spec((0.05,), range=(0.001, 1.0), help="Table 1 label fractions")
     ablation_fractions: tuple[float, ...] = spec((0.05,), range=(0.001, 1.0),
-                                                 help="fractions for the Table 2/3/4 arms (subset of label_fractions)")
+                                                 help="fractions for the Table 2 arms (subset of label_fractions)")
+    table34_fractions: tuple[float, ...] = spec((), range=(0.001, 1.0),
+                                                help="fractions for the Table 3 and Table 4 arms (subset of "
+                                                     "label_fractions); empty: the ablation_fractions")
     curve_fractions: tuple[float, ...] = spec((), range=(0.001, 0.999),
                                               help="more Table 1 columns with the supervised baseline and ours only "
                                                    "(how the gain changes as labels grow)")
@@ -73,9 +78,17 @@ class ScTiTeParams(ChapterParams):
         missing = sorted(set(self.ablation_fractions) - set(self.label_fractions))
         if missing:
             raise ConfigError(f"ablation_fractions: {missing} not in label_fractions {list(self.label_fractions)}")
+        missing = sorted(set(self.table34_fractions) - set(self.label_fractions))
+        if missing:
+            raise ConfigError(f"table34_fractions: {missing} not in label_fractions {list(self.label_fractions)}")
         both = sorted(set(self.curve_fractions) & set(self.label_fractions))
         if both:
             raise ConfigError(f"curve_fractions: {both} already in label_fractions {list(self.label_fractions)}")
+
+
+def table34_fractions(p: ScTiTeParams) -> tuple[float, ...]:
+    """The label fractions of the Table 3 and Table 4 arms (``table34_fractions``, else the ablation ones)."""
+    return tuple(p.table34_fractions) or tuple(p.ablation_fractions)
 
 
 def arm_name(prefix: str, fraction: float) -> str:
@@ -122,6 +135,7 @@ def _arm_configs(p: ScTiTeParams) -> dict[str, Any]:
         for a in p.ablations:
             sc, te, ti = ABLATIONS[a]
             arms[arm_name(a, f)] = lambda s, f=f, sc=sc, te=te, ti=ti: ours_config(p, f, s, sc=sc, te=te, ti=ti)
+    for f in table34_fractions(p):
         if p.gt_ablation:
             arms[arm_name("no_gt", f)] = lambda s, f=f: ours_config(p, f, s, gt_heatmaps=False)
         for u in p.unlabeled_fractions:
