@@ -130,3 +130,22 @@ def test_sensitivity_arms_scale_one_weight_at_a_time():
             assert w[loss] == pytest.approx(base[loss] * k)
             assert all(w[o] == base[o] for o in base if o != loss)
             assert c.method == "sc_ti_te" and c.seed == p.sensitivity_seeds[0]
+
+
+def test_extended_profile_only_adds_runs_to_the_full_grid():
+    """extended.yaml shares the store with full.yaml: it may only widen the grid (fractions, rows),
+    so every full-profile run is one of its runs and nothing else (schedule, data, weights) drifts."""
+    import dataclasses
+
+    from landmark_study.chapters import chapter_grid
+    from landmark_study.runs import run_key
+
+    full = load_chapter_params("sc_ti_te", ROOT / "params" / "sc_ti_te" / "full.yaml")
+    ext = load_chapter_params("sc_ti_te", ROOT / "params" / "sc_ti_te" / "extended.yaml")
+    widened = {"label_fractions", "curve_fractions", "ablations"}
+    for f in dataclasses.fields(full):
+        if f.name not in widened:
+            assert getattr(ext, f.name) == getattr(full, f.name), f"extended.yaml changes {f.name}"
+    keys_full = {run_key(c) for c in chapter_grid("sc_ti_te", full)}
+    keys_ext = {run_key(c) for c in chapter_grid("sc_ti_te", ext)}
+    assert keys_full < keys_ext

@@ -28,24 +28,49 @@ def _peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
-def _in_subprocess(fn: str, **kw: Any) -> dict[str, Any]:
-    """Run ``bench.<fn>(**kw)`` in a fresh interpreter so its peak memory is its own."""
+def _in_subprocess(fn: str, env: dict[str, str] | None = None, timeout: float | None = None,
+                   **kw: Any) -> dict[str, Any]:
+    """Run ``bench.<fn>(**kw)`` in a fresh interpreter so its peak memory is its own (``env``:
+    extra environment variables)."""
     code = (f"import json; from landmark_study import bench; "
             f"r = bench.{fn}(**json.loads({json.dumps(json.dumps(kw))})); "
             f"r['peak_rss_mb'] = bench._peak_rss_mb(); print('BENCH' + json.dumps(r))")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=dict(os.environ, CI="1"))
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         env=dict(os.environ, CI="1", **(env or {})), timeout=timeout)
     if out.returncode != 0:
         raise RuntimeError(f"bench {fn} failed:\n{out.stderr[-3000:]}")
     line = next(l for l in out.stdout.splitlines() if l.startswith("BENCH"))
     return json.loads(line[5:])
 
 
-def loop_overhead(size: int = 64, steps: int = 30, warmup: int = 5, batch: int = 32) -> dict[str, Any]:
+def _bare_step_times(cfg: Any, ds: Any, n: int) -> list[float]:
+    """Seconds of each of ``n`` supervised training steps of ``cfg`` on ``ds`` in a bare PyTorch
+    loop (batch sampling, the method's augmentation + targets + forward + loss, backward, Adam)."""
     import torch
 
-    from .config import RunConfig
     from .methods import get_method
-    from .train import RunData, _Tensors, _WithReplacement, build_optimizer, train
+    from .train import _Tensors, _WithReplacement, build_optimizer
+
+    torch.manual_seed(0)
+    dev = torch.device("cpu")
+    method = get_method("supervised")(cfg, ds.spec, ds.image_size, dev, torch.Generator().manual_seed(0))
+    opt = build_optimizer(cfg, method.parameters())
+    t = _Tensors(ds, dev)
+    sampler = _WithReplacement(t.n, cfg.train.batch_size, 1)
+    times = []
+    for i in range(n):
+        t0 = time.perf_counter()
+        loss = method.training_step(t.batch(sampler.next()), None, i)["sup"]
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        times.append(time.perf_counter() - t0)
+    return times
+
+
+def loop_overhead(size: int = 64, steps: int = 30, warmup: int = 5, batch: int = 32) -> dict[str, Any]:
+    from .config import RunConfig
+    from .train import RunData, train
     from .data.synthetic import get_dataset
 
     ds = get_dataset("figures", "train", n=256, seed=0, size=size)
@@ -60,32 +85,18 @@ def loop_overhead(size: int = 64, steps: int = 30, warmup: int = 5, batch: int =
     loop_ms = out["final"]["ms_per_step"]
 
     # bare loop, identical work
-    torch.manual_seed(0)
-    dev = torch.device("cpu")
-    method = get_method("supervised")(cfg, ds.spec, ds.image_size, dev, torch.Generator().manual_seed(0))
-    opt = build_optimizer(cfg, method.parameters())
-    t = _Tensors(ds, dev)
-    sampler = _WithReplacement(t.n, batch, 1)
-    times = []
-    for i in range(steps + warmup):
-        t0 = time.perf_counter()
-        b = t.batch(sampler.next())
-        loss = method.training_step(b, None, i)["sup"]
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        times.append(time.perf_counter() - t0)
+    times = _bare_step_times(cfg, ds, steps + warmup)
     bare_ms = 1000 * float(np.mean(times))  # all steps, as the loop's ms/step counts them
     return {"size": size, "batch": batch, "loop_ms_per_step": round(loop_ms, 2),
             "bare_ms_per_step": round(bare_ms, 2), "overhead": round(loop_ms / bare_ms - 1.0, 4)}
 
 
 #: :func:`speed_probe` on the machine that timed the full-profile sweeps of 2026-11-22 (every
-#: chapter but sc_ti_te's 2026-12-05 sweep): the reference speed of the chapter budgets. That machine
-#: is gone, so the value is derived: the probe on the 2026-12-05 machine (51.9 ms/step, median of
-#: 5 probes on the idle machine right after its sweep) divided by 1.364, the ratio of the wall times of the 57 sc_ti_te runs that both
-#: machines trained with identical configs and identical results (6120 s vs 4486 s, side by side
-#: on 2 workers both times).
+#: chapter but sc_ti_te's 2026-12-05 sweep): the reference speed of the chapter budgets. That
+#: machine is gone, so the value is derived: the probe on the 2026-12-05 machine (51.9 ms/step,
+#: median of 5 probes on the idle machine right after its sweep) divided by 1.364, the ratio of
+#: the wall times of the 57 sc_ti_te runs that both machines trained with identical configs and
+#: identical results (6120 s vs 4486 s, side by side on 2 workers both times).
 REFERENCE_PROBE_MS = 38.1
 
 
@@ -99,8 +110,6 @@ def speed_probe(steps: int = 20, warmup: int = 3, size: int = 64, batch: int = 1
 
     from .config import RunConfig
     from .data.synthetic import get_dataset
-    from .methods import get_method
-    from .train import _Tensors, _WithReplacement, build_optimizer
 
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
@@ -109,36 +118,22 @@ def speed_probe(steps: int = 20, warmup: int = 3, size: int = 64, batch: int = 1
         cfg = RunConfig().with_overrides(**{
             "data.size": size, "train.batch_size": batch, "model.name": "hrnet_small", "model.width": 16,
             "model.heatmap_stride": 2})
-        torch.manual_seed(0)
-        method = get_method("supervised")(cfg, ds.spec, ds.image_size, torch.device("cpu"),
-                                          torch.Generator().manual_seed(0))
-        opt = build_optimizer(cfg, method.parameters())
-        t = _Tensors(ds, torch.device("cpu"))
-        sampler = _WithReplacement(t.n, batch, 1)
-        times = []
-        for i in range(steps + warmup):
-            t0 = time.perf_counter()
-            loss = method.training_step(t.batch(sampler.next()), None, i)["sup"]
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            if i >= warmup:
-                times.append(time.perf_counter() - t0)
+        times = _bare_step_times(cfg, ds, steps + warmup)[warmup:]
     finally:
         torch.set_num_threads(threads)
     return round(1000.0 * float(np.median(times)), 2)
 
 
+def _speed_probe_record(**kw: Any) -> dict[str, Any]:
+    return {"ms": speed_probe(**kw)}
+
+
 def speed_probe_subprocess(**kw: Any) -> float | None:
     """:func:`speed_probe` in a fresh single-threaded interpreter; None if it fails (a sweep goes on)."""
-    code = (f"import json; from landmark_study import bench; "
-            f"print('PROBE' + json.dumps(bench.speed_probe(**json.loads({json.dumps(json.dumps(kw))}))))")
-    env = dict(os.environ, CI="1", OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
     try:
-        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
-        line = next(l for l in out.stdout.splitlines() if l.startswith("PROBE"))
-        return float(json.loads(line[5:]))
-    except (StopIteration, subprocess.TimeoutExpired, ValueError, OSError):
+        return float(_in_subprocess("_speed_probe_record", env={"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"},
+                                    timeout=300, **kw)["ms"])
+    except (RuntimeError, StopIteration, subprocess.TimeoutExpired, ValueError, OSError):
         return None
 
 

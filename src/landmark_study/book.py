@@ -159,15 +159,15 @@ def training_cost(chapter: str, profile: str = "full") -> dict[str, object]:
     # summed wall times over the workers); without such a sweep, every stored run that way
     whole = last if last and not last.get("cached") and not last.get("failed") else None
     later = [r for r in found if whole is None or str(r.provenance.get("time", "")) > str(whole.get("finished", ""))]
-    later_s = sum(float(r.provenance.get("wall_time_s") or 0.0) for r in later) / workers
-    scratch = (float(whole["wall_s"]) if whole else 0.0) + later_s
-    # the sweep's wall time at the reference machine speed, where the sweep recorded its machine's
-    # speed probe (sweeps without one ran on the reference machine)
     from .bench import REFERENCE_PROBE_MS
 
+    later_s = sum(float(r.provenance.get("wall_time_s") or 0.0) for r in later) / workers
+    sweep_s = float(whole["wall_s"]) if whole else 0.0
+    # the sweep at the reference machine speed where it recorded its machine's speed probe
+    # (sweeps without one ran on the reference machine)
     probe = float(whole["speed_probe_ms"]) if whole and whole.get("speed_probe_ms") else None
-    scratch_ref = (float(whole["wall_s"]) * REFERENCE_PROBE_MS / probe if whole and probe else
-                   scratch - later_s) + later_s
+    scratch = sweep_s + later_s
+    scratch_ref = sweep_s * (REFERENCE_PROBE_MS / probe if probe else 1.0) + later_s
     return {"runs": len(grid), "stored": len(found), "seeds": len(params.seeds), "train_s": wall,
             "workers": workers, "scratch_s": scratch, "scratch_ref_s": scratch_ref, "speed_probe_ms": probe,
             "scratch_basis": (

@@ -104,7 +104,7 @@ def run_grid(configs: Sequence[RunConfig], store: ResultsStore, *, workers: int 
 
 
 def sweep_params_file(path: str | Path, *, workers: int | None = None, scheduler: str | None = None,
-                      store_root: str | None = None, probe_speed: bool = True) -> SweepReport:
+                      store_root: str | None = None) -> SweepReport:
     """Run a chapter's grid from its params file (the chapter is the file's folder name). When
     something is to be trained, the machine's speed (:func:`landmark_study.bench.speed_probe`)
     is measured first and recorded with the sweep."""
@@ -120,7 +120,7 @@ def sweep_params_file(path: str | Path, *, workers: int | None = None, scheduler
         ResultsStore(params.store) if params.store else default_store(params.profile))
     n_workers = workers or params.workers
     probe = None
-    if probe_speed and any(store.get(run_key(c)) is None for c in configs):
+    if any(store.get(run_key(c)) is None for c in configs):
         from .bench import speed_probe_subprocess
 
         probe = speed_probe_subprocess()  # before the workers start: the machine's speed, idle
